@@ -1,0 +1,1 @@
+"""Attacks, metrics, the benchmark runner and leaderboards."""

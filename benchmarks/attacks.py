@@ -1,0 +1,97 @@
+"""Post-processing attacks, applied to real and synthetic images alike.
+
+Each attack is deterministic for its parameters (and seed, where random) and is recorded in a
+sample's ``transforms`` so a corpus says exactly what was done to it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+
+class Attack:
+    name = "attack"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.name, **self.params()}
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _pil(img: np.ndarray):  # noqa: ANN202
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(img), "RGB")
+
+
+class JPEG(Attack):
+    name = "jpeg"
+
+    def __init__(self, quality: int = 75, subsampling: str = "4:2:0"):
+        self.quality, self.subsampling = int(quality), subsampling
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        _pil(img).save(buf, format="JPEG", quality=self.quality, subsampling=self.subsampling)
+        buf.seek(0)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+
+class Resize(Attack):
+    name = "resize"
+
+    def __init__(self, scale: float = 0.5):
+        self.scale = float(scale)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        h, w = img.shape[:2]
+        size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+        return np.asarray(_pil(img).resize(size, Image.Resampling.BICUBIC))
+
+
+class Blur(Attack):
+    name = "blur"
+
+    def __init__(self, sigma: float = 1.0):
+        self.sigma = float(sigma)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import ImageFilter
+
+        return np.asarray(_pil(img).filter(ImageFilter.GaussianBlur(self.sigma)))
+
+
+class Noise(Attack):
+    name = "noise"
+
+    def __init__(self, sigma: float = 5.0, seed: int = 0):
+        self.sigma, self.seed = float(sigma), int(seed)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, *img.shape])
+        noisy = img.astype(np.float64) + rng.normal(0, self.sigma, img.shape)
+        return np.clip(noisy.round(), 0, 255).astype(np.uint8)
+
+
+class Crop(Attack):
+    name = "crop"
+
+    def __init__(self, fraction: float = 0.8):
+        self.fraction = float(fraction)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        ch, cw = max(1, round(h * self.fraction)), max(1, round(w * self.fraction))
+        y, x = (h - ch) // 2, (w - cw) // 2
+        return np.ascontiguousarray(img[y:y + ch, x:x + cw])

@@ -1,0 +1,79 @@
+"""Detection metrics. Each takes labels (1 = synthetic) and scores (higher = more synthetic)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if len(set(labels.tolist())) != 2:
+        raise ValueError("metrics need both real (0) and synthetic (1) items")
+    return labels, scores
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(*_check(labels, scores)))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(*_check(labels, scores)))
+
+
+def roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.metrics import roc_curve
+
+    return roc_curve(*_check(labels, scores), drop_intermediate=False)
+
+
+def eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Equal error rate: where the false-positive and false-negative rates cross."""
+    fpr, tpr, _ = roc(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.argmin(np.abs(fnr - fpr)))
+    # linear interpolation between the two ROC points around the crossing
+    j = min(i + 1, len(fpr) - 1)
+    d0, d1 = fnr[i] - fpr[i], fnr[j] - fpr[j]
+    if d0 != d1 and d0 * d1 < 0:
+        t = d0 / (d0 - d1)
+        return float(fpr[i] + t * (fpr[j] - fpr[i]))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float = 0.01) -> float:
+    """Best true-positive rate with false-positive rate <= target (threshold set on this data)."""
+    fpr, tpr, _ = roc(labels, scores)
+    ok = fpr <= target + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Rates at a fixed, pre-chosen threshold (flag when score > threshold)."""
+    labels, scores = _check(labels, scores)
+    pred = scores > threshold
+    real, fake = labels == 0, labels == 1
+    return {
+        "accuracy": float((pred == (labels == 1)).mean()),
+        "fpr": float(pred[real].mean()),
+        "tpr": float(pred[fake].mean()),
+    }
+
+
+def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, fn, n: int = 200,  # noqa: ANN001
+                 seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of a metric, resampling each class separately."""
+    labels, scores = _check(labels, scores)
+    rng = np.random.default_rng(seed)
+    r_idx, f_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    vals = []
+    for _ in range(n):
+        idx = np.concatenate([rng.choice(r_idx, len(r_idx)), rng.choice(f_idx, len(f_idx))])
+        vals.append(fn(labels[idx], scores[idx]))
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

@@ -1,0 +1,321 @@
+"""The ``unmask`` command line.
+
+Results go to stdout (JSON Lines, JSON or Markdown), progress and logs to stderr. Each error is
+one clean line (``--debug`` for a traceback). Sub-commands that need generators or benchmarks
+import them inside, so ``unmask scan`` never loads what it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, UnmaskError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO_ROOT / "datasets" / "recipes" / "quickstart.toml"
+
+
+def _log(msg: str) -> None:
+    print(f"unmask: {msg}", file=sys.stderr, flush=True)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        k, eq, v = p.partition("=")
+        if not eq or not k:
+            raise ConfigError(f"--set expects key=value, got {p!r}")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+# -- sub-commands ---------------------------------------------------------------------------------
+def cmd_list(a: argparse.Namespace) -> int:
+    from .registry import REGISTRIES
+    from .scan import shipped_models
+
+    if a.kind == "models":
+        for name, path in shipped_models().items():
+            cfg = json.loads((path / "config.json").read_text())
+            cal = cfg["calibration"]
+            print(f"{name}\tthreshold {cal['threshold']:.4g} @ FPR {cal['target_fpr']:g}\t{path}")
+        return 0
+    reg = REGISTRIES[a.kind]
+    names = reg.names(a.pattern)
+    for n in names:
+        e = reg.entry(n)
+        print(f"{n}\t{e.doc}")
+    if not names:
+        _log(f"no {a.kind} match {a.pattern!r}")
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from generators.recipe import build
+
+    t0 = time.time()
+    corpus = build(a.recipe, a.out, seed=a.seed, progress=not a.quiet)
+    print(json.dumps({"corpus": str(a.out), "content_hash": corpus.content_hash,
+                      "counts": corpus.counts(), "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .corpus import Corpus
+    from .registry import detectors
+
+    params = _parse_sets(a.set)
+    if a.target_fpr is not None:
+        params["target_fpr"] = a.target_fpr
+    if a.seed is not None:
+        params["seed"] = a.seed
+    corpus = Corpus.open(a.corpus)
+    det = detectors.create(a.detector, **params)
+    t0 = time.time()
+    det.fit(corpus)
+    det.save(a.out)
+    cal = det.calibration_
+    print(json.dumps({"detector": a.detector, "model": str(a.out),
+                      "threshold": cal.threshold, "target_fpr": cal.target_fpr,
+                      "calib_real": cal.n_real, "calib_synthetic": cal.n_fake,
+                      "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from benchmarks.runner import run
+
+    board = run(a.corpus, a.model, a.out, split=a.split, attack_specs=a.attack,
+                progress=not a.quiet)
+    from benchmarks.runner import markdown
+
+    print(markdown(board))
+    _log(f"wrote {a.out}/leaderboard.json, leaderboard.md, roc.png")
+    return 0
+
+
+def cmd_scan(a: argparse.Namespace) -> int:
+    from .media import Limits
+    from .scan import exit_code, load_detectors, scan
+
+    detectors = load_detectors(a.detector, a.model)
+    limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels)
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
+    findings = []
+    try:
+        for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
+                      progress=not a.quiet, debug=a.debug):
+            out.write(f.to_json() + "\n")
+            out.flush()
+            findings.append(f)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.verdict] = counts.get(f.verdict, 0) + 1
+    _log(f"scanned {len(findings)} input(s): " +
+         ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    for f in findings:
+        if f.error and not a.quiet:
+            _log(f"error: {f.error}")
+    return exit_code(findings, a.fail_on)
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .inspect import inspect_file
+    from .media import Limits
+    from .scan import load_detectors
+
+    detectors = load_detectors(a.detector, a.model)
+    report = inspect_file(a.file, detectors, limits=Limits(), target_fpr=a.target_fpr)
+    text = json.dumps(report, indent=2, allow_nan=False)
+    if a.output:
+        Path(a.output).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def cmd_quickstart(a: argparse.Namespace) -> int:
+    """The whole chain from nothing: corpus -> two detectors -> leaderboard -> a folder scan."""
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks.runner import markdown, run
+    from generators.recipe import build
+
+    from .corpus import Corpus
+    from .registry import detectors as registry
+    from .scan import exit_code, load_detectors, scan
+
+    out = Path(a.out)
+    t_start = time.time()
+    _log(f"[1/4] building corpus from {a.recipe} -> {out / 'corpus'}")
+    corpus = build(a.recipe, out / "corpus", progress=not a.quiet)
+    _log(f"      {len(corpus)} items, hash {corpus.content_hash[:16]}, {corpus.counts()}")
+    model_dirs = []
+    for i, name in enumerate(a.detectors):
+        mdir = out / "models" / name
+        model_dirs.append(mdir)
+        if (mdir / "config.json").exists() and not a.retrain:
+            _log(f"[2/4] {name}: already trained at {mdir}")
+            continue
+        _log(f"[2/4] training {name} ({i + 1}/{len(a.detectors)})")
+        t0 = time.time()
+        det = registry.create(name, target_fpr=a.target_fpr).fit(Corpus.open(out / "corpus"))
+        det.save(mdir)
+        _log(f"      {name}: threshold {det.threshold_:.4g} at FPR {a.target_fpr:g}, "
+             f"{time.time() - t0:.0f} s")
+    _log("[3/4] benchmarking on the held-out test split")
+    board = run(out / "corpus", model_dirs, out / "bench", progress=not a.quiet,
+                attack_specs=a.attack)
+    print(markdown(board))
+    _log("[4/4] scanning a sample folder (test items, a full-size photo, broken files)")
+    sample = out / "sample-folder"
+    if sample.exists():
+        shutil.rmtree(sample)
+    sample.mkdir(parents=True)
+    test = corpus.split("test")
+    rng = np.random.default_rng(0)
+    for lab, tag in ((0, "real"), (1, "fake")):
+        recs = [r for r in test.records if r.label == lab]
+        for j in rng.choice(len(recs), min(5, len(recs)), replace=False):
+            src = corpus.root / recs[j].path
+            shutil.copy(src, sample / f"{tag}-{j}{src.suffix}")
+    from skimage import data as skdata
+
+    Image.fromarray(skdata.coffee()).save(sample / "coffee-photo.jpg", quality=92)
+    (sample / "empty.png").write_bytes(b"")
+    (sample / "truncated.jpg").write_bytes((sample / "coffee-photo.jpg").read_bytes()[:3000])
+    (sample / "notes.txt").write_bytes(b"\xff\xfe\xfa not utf-8 \x80")
+    dets = load_detectors([], model_dirs)
+    findings = list(scan([str(sample)], dets, progress=False))
+    with open(out / "scan.jsonl", "w", encoding="utf-8") as fh:
+        for f in findings:
+            fh.write(f.to_json() + "\n")
+    for f in findings:
+        score = "" if f.score is None else f"score {f.score:+.3f}"
+        print(f"  {Path(f.path).name:24s} {f.verdict:10s} {score}  {f.error or ''}")
+    code = exit_code(findings)
+    _log(f"scan exit code would be {code}; records in {out / 'scan.jsonl'}")
+    if a.update_defaults:
+        from .scan import MODELS_DIR
+
+        for mdir in model_dirs:
+            dest = MODELS_DIR / mdir.name
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(mdir, dest)
+        (MODELS_DIR / "defaults.json").write_text(json.dumps(
+            {"schema": "unmask.defaults/1", "image": list(a.detectors),
+             "recipe": str(Path(a.recipe).resolve().relative_to(REPO_ROOT))
+             if Path(a.recipe).resolve().is_relative_to(REPO_ROOT) else str(a.recipe),
+             "corpus_hash": corpus.content_hash}, indent=2) + "\n")
+        _log(f"updated shipped default models in {MODELS_DIR}")
+    _log(f"quickstart finished in {time.time() - t_start:.0f} s; outputs in {out}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unmask", description="Detect generated media; verify "
+                                "watermarks and provenance. Results on stdout, logs on stderr.")
+    p.add_argument("--version", action="version", version=f"unmask {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="list registered detectors, generators, attacks or models")
+    s.add_argument("kind", choices=["detectors", "generators", "attacks", "models"])
+    s.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'cnn-*'")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("generate", help="build a labelled corpus from a recipe")
+    s.add_argument("recipe")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("train", help="train and calibrate a detector on a corpus")
+    s.add_argument("detector", help="registry name, e.g. spectrum-logreg")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True, help="model folder to write")
+    s.add_argument("--target-fpr", type=float, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter (JSON value)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("bench", help="score models on a corpus split and write a leaderboard")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--model", action="append", required=True, help="model folder (repeat)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--split", default="test")
+    s.add_argument("--attack", action="append", default=[],
+                   help="also score after an attack, e.g. jpeg:quality=75 (repeat)")
+    s.set_defaults(func=cmd_bench)
+
+    for name, helptext in (("scan", "scan files and folders; one JSON Lines record per input"),
+                           ("inspect", "every signal for one file, as JSON")):
+        s = sub.add_parser(name, help=helptext)
+        if name == "scan":
+            s.add_argument("paths", nargs="+", help="files, folders, or - for stdin")
+            s.add_argument("--output", "-o", help="write records here instead of stdout")
+            s.add_argument("--fail-on", choices=["synthetic", "uncertain", "never"],
+                           default="synthetic", help="which verdicts make the exit code 1")
+            s.add_argument("--max-bytes", type=int, default=256 * 2**20)
+            s.add_argument("--max-pixels", type=int, default=64_000_000)
+        else:
+            s.add_argument("file")
+            s.add_argument("--output", "-o", help="also write the JSON report here")
+        s.add_argument("--detector", "-d", action="append", default=[],
+                       help="shipped model by registry name (repeat); default: all shipped")
+        s.add_argument("--model", "-m", action="append", default=[],
+                       help="saved model folder (repeat)")
+        s.add_argument("--target-fpr", type=float, default=None,
+                       help="re-derive thresholds for this FPR from the saved calibration scores")
+        s.set_defaults(func=cmd_scan if name == "scan" else cmd_inspect)
+
+    s = sub.add_parser("quickstart", help="the whole chain: corpus, training, bench, scan")
+    s.add_argument("--out", default="runs/quickstart")
+    s.add_argument("--recipe", default=str(DEFAULT_RECIPE))
+    s.add_argument("--detectors", nargs="+", default=["cnn-mobilenetv3", "spectrum-logreg"])
+    s.add_argument("--target-fpr", type=float, default=0.01)
+    s.add_argument("--attack", action="append", default=[], help="extra bench conditions")
+    s.add_argument("--retrain", action="store_true", help="retrain models already in --out")
+    s.add_argument("--update-defaults", action="store_true",
+                   help="copy the trained models into the package as the shipped defaults")
+    s.set_defaults(func=cmd_quickstart)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # also silences bars deep inside training loops
+    try:
+        return a.func(a)
+    except UnmaskError as e:
+        if a.debug:
+            raise
+        print(f"unmask: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unmask: interrupted (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Name -> implementation maps, one per kind (detectors, generators, attacks).
+
+Entries are ``"module:Class"`` strings resolved on first use, so listing names never imports
+torch, and a name is the only thing a saved model records about its class: loading resolves
+it here, never an import path read from a file. Third-party packages add entries through the
+entry-point groups ``unmask.detectors``, ``unmask.generators`` and ``unmask.attacks``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "package.module:Class"
+    defaults: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+    plugin: str | None = None  # distribution that provided it, for entry-point plugins
+
+
+class Registry:
+    """A lazy registry. ``create(name, **overrides)`` is the front door."""
+
+    def __init__(self, kind: str, group: str):
+        self.kind = kind
+        self.group = group
+        self._entries: dict[str, Entry] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, target: str, doc: str = "", **defaults: Any) -> None:
+        if name in self._entries:
+            raise ConfigError(f"{self.kind} {name!r} is registered twice")
+        if ":" not in target:
+            raise ConfigError(f"{self.kind} {name!r}: target must be 'module:Class', "
+                              f"got {target!r}")
+        self._entries[name] = Entry(name, target, dict(defaults), doc)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in metadata.entry_points(group=self.group):
+            if ep.name in self._entries:
+                continue  # built-ins win; a plugin cannot hijack a shipped name
+            dist = getattr(ep, "dist", None)
+            self._entries[ep.name] = Entry(
+                ep.name, ep.value, {}, f"plugin from {dist.name if dist else '?'}",
+                plugin=dist.name if dist else "?",
+            )
+
+    def reload_plugins(self) -> None:
+        """Forget plugin entries and rescan entry points (after installing a plugin at run time)."""
+        self._entries = {k: v for k, v in self._entries.items() if v.plugin is None}
+        self._plugins_loaded = False
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a shell-style wildcard (``'cnn-*'``)."""
+        self._load_plugins()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def entry(self, name: str) -> Entry:
+        self._load_plugins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}{hint} (see `unmask list {self.kind}s`)"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        self._load_plugins()
+        return name in self._entries
+
+    def get_class(self, name: str) -> type:
+        target = self.entry(name).target
+        module_name, _, attr = target.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"{self.kind} {name!r}: cannot import {target!r}: {e}") from e
+        return obj  # type: ignore[return-value]
+
+    def create(self, name: str, **overrides: Any) -> Any:
+        entry = self.entry(name)
+        cls = self.get_class(name)
+        kwargs = {**entry.defaults, **overrides}
+        try:
+            obj = cls(**kwargs)
+        except TypeError as e:
+            raise ConfigError(f"{self.kind} {name!r}: bad parameters {sorted(kwargs)}: {e}") from e
+        with contextlib.suppress(AttributeError):
+            obj.name = name
+        return obj
+
+
+detectors = Registry("detector", "unmask.detectors")
+generators = Registry("generator", "unmask.generators")
+attacks = Registry("attack", "unmask.attacks")
+
+REGISTRIES = {"detectors": detectors, "generators": generators, "attacks": attacks}
+
+# --- detectors -------------------------------------------------------------------------------
+_SPEC = "detect.detectors.spectrum:SpectrumDetector"
+detectors.register("spectrum-logreg", _SPEC, "Fourier azimuthal spectrum + logistic regression")
+detectors.register("spectrum-test", _SPEC, "tiny spectrum detector for tests", bins=16, patch=16)
+_CNN = "detect.detectors.cnn:CNNDetector"
+detectors.register("cnn-mobilenetv3", _CNN, "timm mobilenetv3_small_100 from scratch",
+                   arch="mobilenetv3_small_100")
+detectors.register("cnn-resnet10t", _CNN, "timm resnet10t from scratch", arch="resnet10t")
+detectors.register("cnn-resnet18", _CNN, "timm resnet18 from scratch", arch="resnet18")
+detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
+                   epochs=2, batch_size=32)
+
+# --- generators ------------------------------------------------------------------------------
+_DCGAN = "generators.image.dcgan:DCGAN"
+generators.register("dcgan", _DCGAN, "DCGAN with transposed-convolution upsampling")
+generators.register("dcgan-test", _DCGAN, "tiny DCGAN for tests", size=16, width=16, nz=16,
+                    steps=30, batch_size=16)
+
+# --- attacks ---------------------------------------------------------------------------------
+_ATK = "benchmarks.attacks"
+attacks.register("jpeg", f"{_ATK}:JPEG", "JPEG re-encoding", quality=75)
+attacks.register("resize", f"{_ATK}:Resize", "bicubic resize", scale=0.5)
+attacks.register("blur", f"{_ATK}:Blur", "Gaussian blur", sigma=1.0)
+attacks.register("noise", f"{_ATK}:Noise", "additive Gaussian noise", sigma=5.0)
+attacks.register("crop", f"{_ATK}:Crop", "centre crop", fraction=0.8)

@@ -1,0 +1,132 @@
+"""Scanning: one Finding per input, whatever happens to it.
+
+A bad file becomes an ``error`` record and the scan goes on; nothing is skipped silently. The
+first applicable detector decides the verdict (at its calibrated false-positive rate, or one
+re-derived from its saved calibration scores); every detector's result is in ``detectors``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError, UnmaskError
+from .media import Limits, iter_paths, load, load_bytes
+from .types import Finding
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def shipped_models() -> dict[str, Path]:
+    """Registry name -> folder of the trained default models that ship with the package."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/config.json"))}
+
+
+def default_detector_names() -> list[str]:
+    order_file = MODELS_DIR / "defaults.json"
+    shipped = shipped_models()
+    if order_file.is_file():
+        order = json.loads(order_file.read_text(encoding="utf-8")).get("image", [])
+        return [n for n in order if n in shipped] + [n for n in shipped if n not in order]
+    return list(shipped)
+
+
+def load_detectors(names: Iterable[str] = (), model_dirs: Iterable[str | Path] = ()) -> list[Any]:
+    """Detectors by registry name (shipped weights) and/or saved model folders, in that order."""
+    from .detectors.base import load_detector
+    from .registry import detectors as registry
+
+    names, model_dirs = list(names), list(model_dirs)
+    if not names and not model_dirs:
+        names = default_detector_names()
+        if not names:
+            raise ModelError("no trained models ship with this install and none was given: "
+                             "train one (`unmask train`) and pass --model DIR")
+    shipped = shipped_models()
+    out = []
+    for n in names:
+        registry.entry(n)  # unknown names get close-match suggestions
+        if n not in shipped:
+            raise ModelError(f"no trained weights ship for {n!r} (shipped: "
+                             f"{', '.join(shipped) or 'none'}); train it with `unmask train {n} "
+                             "--corpus DIR --out MODEL` and pass --model MODEL")
+        out.append(load_detector(shipped[n]))
+    out += [load_detector(d) for d in model_dirs]
+    return out
+
+
+def _provenance_hints(item: Any) -> dict[str, Any]:
+    """Metadata signals cheap enough for every scan (full C2PA parsing lives in inspect)."""
+    keys = item.meta.get("info_keys") or []
+    hints = {}
+    for k in ("parameters", "prompt", "workflow", "Software", "c2pa", "XML:com.adobe.xmp"):
+        if k in keys:
+            hints.setdefault("metadata_keys", []).append(k)
+    return hints
+
+
+def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) -> Finding:
+    f = Finding(path=item.path, sha256=item.sha256, modality=item.modality)
+    usable = [d for d in detectors if d.tags.modality == item.modality]
+    f.provenance = _provenance_hints(item)
+    if not usable:
+        f.error = (f"{item.path}: no loaded detector handles {item.modality} input (loaded: "
+                   f"{', '.join(sorted({d.name for d in detectors}))})")
+        return f
+    primary = None
+    for det in usable:
+        cal = det.calibration_for(target_fpr)
+        score = float(det.score([item])[0])
+        res = {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
+               "target_fpr": cal.target_fpr, "verdict": cal.verdict(score)}
+        key = det.name if det.name not in f.detectors else f"{det.name}@{det.model_dir_}"
+        f.detectors[key] = res
+        primary = primary or res
+    f.verdict = primary["verdict"]
+    f.score, f.threshold, f.target_fpr = primary["score"], primary["threshold"], \
+        primary["target_fpr"]
+    return f
+
+
+def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
+         target_fpr: float | None = None, progress: bool = True,
+         debug: bool = False) -> Iterator[Finding]:
+    """Yield exactly one Finding per input path ('-' reads standard input)."""
+    from tqdm.auto import tqdm
+
+    expanded: list[str | Path] = []
+    for p in paths:
+        expanded.extend(["-"] if p == "-" else iter_paths([p]))
+    for p in tqdm(expanded, desc="scan", unit="file", file=sys.stderr, disable=not progress):
+        t0 = time.perf_counter()
+        try:
+            if p == "-":
+                item = load_bytes(sys.stdin.buffer.read(), "<stdin>", limits)
+            else:
+                item = load(p, limits)
+            finding = scan_item(item, detectors, target_fpr)
+        except UnmaskError as e:
+            finding = Finding(path=str(p), error=str(e))
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
+            if debug:
+                raise
+            finding = Finding(path=str(p), error=f"{p}: internal error {type(e).__name__}: {e}")
+        finding.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
+        yield finding
+
+
+def exit_code(findings: list[Finding], fail_on: str = "synthetic") -> int:
+    """0 clean, 1 at least one finding at or above ``fail_on``, 2 errors and no findings."""
+    flagged = {"synthetic": {"synthetic"}, "uncertain": {"synthetic", "uncertain"},
+               "never": set()}[fail_on]
+    if any(f.verdict in flagged for f in findings):
+        return 1
+    if any(f.verdict == "error" for f in findings):
+        return 2
+    return 0

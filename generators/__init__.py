@@ -1,0 +1,1 @@
+"""Labelled corpora: real items from shipped data, fakes from generators trained here."""

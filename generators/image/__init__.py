@@ -1,0 +1,1 @@
+"""Image generators, one family per module."""

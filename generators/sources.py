@@ -1,0 +1,165 @@
+"""Real photographs that ship with installed packages or Debian, cut into patches.
+
+No downloads: scikit-image and scikit-learn carry a handful of photos in their wheels, Debian's
+``opencv-doc`` about thirty more; a user's own folder works too. Each patch records the source
+photo, crop box and scale in its provenance, and carries the photo as its ``group`` so all
+patches of one photo land in the same split (no leakage from train to test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detect.errors import ConfigError
+from detect.types import Provenance, Sample
+
+OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
+# Natural photographs among opencv-doc's sample data (drawings, charts, calibration boards left out)
+OPENCV_PHOTOS = [
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
+    "building.jpg", "butterfly.jpg", "chicky_512.png", "fruits.jpg", "graf1.png", "home.jpg",
+    "leuvenA.jpg", "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
+    "squirrel_cls.jpg", "stuff.jpg", "HappyFish.jpg", "board.jpg",
+]
+SKIMAGE_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+                  "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina"]
+
+
+@dataclass
+class Photo:
+    name: str  # "skimage:astronaut", "opencv-doc:baboon.jpg", "folder:/abs/path.png"
+    pixels: np.ndarray  # HxWx3 uint8
+
+
+def _skimage() -> Iterator[Photo]:
+    try:
+        from skimage import data
+    except ImportError as e:
+        raise ConfigError("source 'skimage' needs scikit-image (pip install scikit-image)") from e
+    for n in SKIMAGE_PHOTOS:
+        fn = getattr(data, n if not n.startswith("motorcycle") else "stereo_motorcycle")
+        arr = fn()
+        if n.startswith("motorcycle"):
+            arr = arr[0] if n.endswith("left") else arr[1]
+        yield Photo(f"skimage:{n}", np.ascontiguousarray(arr[..., :3]).astype(np.uint8))
+
+
+def _sklearn() -> Iterator[Photo]:
+    from sklearn.datasets import load_sample_images
+
+    s = load_sample_images()
+    for fname, arr in zip(s.filenames, s.images, strict=True):
+        yield Photo(f"sklearn:{Path(fname).name}", arr.astype(np.uint8))
+
+
+def _folder(path: Path, names: list[str] | None = None, origin: str = "folder") -> Iterator[Photo]:
+    from detect.errors import InputError
+    from detect.media import iter_paths, load
+
+    if not path.is_dir():
+        raise ConfigError(f"image folder {path} does not exist")
+    files = [path / n for n in names] if names else list(iter_paths([path]))
+    for f in files:
+        try:
+            item = load(f, modalities=("image",))
+        except InputError as e:
+            if names:  # a named file that should ship with the package: say so
+                raise ConfigError(f"source {origin}: {e}") from None
+            import sys
+
+            print(f"unmask: skipping non-image {e}", file=sys.stderr)
+            continue
+        yield Photo(f"{origin}:{f.name if origin != 'folder' else f}", item.content)
+
+
+def _opencv_doc() -> Iterator[Photo]:
+    if not OPENCV_DOC.is_dir():
+        raise ConfigError(f"source 'opencv-doc' needs Debian's opencv-doc package ({OPENCV_DOC} "
+                          "is missing): sudo apt-get install opencv-doc")
+    yield from _folder(OPENCV_DOC, OPENCV_PHOTOS, origin="opencv-doc")
+
+
+def photos(source: str) -> list[Photo]:
+    """Photos of a named source: skimage, sklearn, opencv-doc, photos (all three), or a folder."""
+    if source == "skimage":
+        return list(_skimage())
+    if source == "sklearn":
+        return list(_sklearn())
+    if source == "opencv-doc":
+        return list(_opencv_doc())
+    if source == "photos":
+        return list(_skimage()) + list(_sklearn()) + list(_opencv_doc())
+    if source.startswith("folder:"):
+        return list(_folder(Path(source.removeprefix("folder:")).expanduser()))
+    raise ConfigError(f"unknown real-image source {source!r} "
+                      "(skimage, sklearn, opencv-doc, photos, folder:PATH)")
+
+
+def _resize(arr: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return arr
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    img = Image.fromarray(arr).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                      Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def photo_patches(photo_list: list[Photo], n: int, size: int, scales: list[float],
+                  seed: int) -> Iterator[tuple[int, Sample]]:
+    """``n`` random ``size``x``size`` patches, spread evenly over photos and scales.
+
+    Deterministic for a seed: patch i depends only on (seed, i), so a resumed build reproduces
+    exactly the patches it skipped.
+    """
+    if not photo_list:
+        raise ConfigError("no photos to cut patches from")
+    scaled: dict[tuple[int, float], np.ndarray] = {}
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        pi = i % len(photo_list)
+        scale = scales[(i // len(photo_list)) % len(scales)]
+        key = (pi, scale)
+        if key not in scaled:
+            scaled[key] = _resize(photo_list[pi].pixels, scale)
+        arr = scaled[key]
+        h, w = arr.shape[:2]
+        if h < size or w < size:
+            arr = scaled[(pi, 1.0)] if (pi, 1.0) in scaled else photo_list[pi].pixels
+            h, w = arr.shape[:2]
+            scale = 1.0
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
+        patch = np.ascontiguousarray(arr[y:y + size, x:x + size])
+        name = photo_list[pi].name
+        prov = Provenance(kind="real", source=name, seed=seed, index=i,
+                          params={"box": [x, y, size, size], "scale": scale})
+        yield i, Sample(patch, "image", 0, prov, group=name)
+
+
+def assign_splits(keys: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Seeded shuffle of whole groups (photos) into splits in the given proportions.
+
+    Every split with a positive fraction gets at least one group when there are enough groups,
+    so a calibration split is never empty by bad luck.
+    """
+    order = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    names = [s for s, f in fractions.items() if f > 0]
+    total = sum(fractions[s] for s in names)
+    counts = [max(1, round(len(order) * fractions[s] / total)) for s in names]
+    counts[0] = max(1, len(order) - sum(counts[1:]))
+    out: dict[str, str] = {}
+    i = 0
+    for s, c in zip(names, counts, strict=True):
+        for k in order[i:i + c]:
+            out[k] = s
+        i += c
+    for k in order[i:]:
+        out[k] = names[-1]
+    return out

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up unmask on a fresh machine: Debian data packages, a virtualenv, torch, the package.
+# Idempotent: a second run only checks. Override the venv location with UNMASK_VENV.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${UNMASK_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+# Real photographs for the corpora (Debian's opencv-doc ships ~30 natural photos).
+if [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then
+  if command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+    echo "setup: installing Debian package opencv-doc" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      opencv-doc >/dev/null
+  else
+    echo "setup: warning: no apt-get; the 'opencv-doc' photo source will be unavailable" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating virtualenv $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+# torch first, so nothing later swaps it. On this project's x86_64 machines this exact pair lies
+# on local disk; elsewhere pip picks what suits the machine (pyproject has loose ranges only).
+if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+  if [ "$(uname -m)" = "x86_64" ] && [ "$(uname -s)" = "Linux" ]; then
+    echo "setup: installing torch 2.14.1 + torchvision 0.29.1" >&2
+    "${PIP[@]}" install "torch==2.14.1" "torchvision==0.29.1" 2> >(grep -v "is ignored" >&2)
+  else
+    "${PIP[@]}" install torch torchvision
+  fi
+fi
+
+echo "setup: installing unmask (editable) and its dependencies" >&2
+"${PIP[@]}" install -e ".[dev]" 2> >(grep -v "is ignored" >&2)
+"$VENV/bin/python" -c "import detect, generators, benchmarks" >&2
+echo "setup: ready ($VENV/bin/unmask)" >&2
