@@ -33,17 +33,18 @@ def roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Equal error rate: where the false-positive and false-negative rates cross."""
+    """Equal error rate: where the false-positive and false-negative rates cross.
+
+    Along the ROC curve ``fnr - fpr`` never increases; the crossing lies on the first segment
+    where it goes from >= 0 to <= 0, and is interpolated linearly there.
+    """
     fpr, tpr, _ = roc(labels, scores)
-    fnr = 1 - tpr
-    i = int(np.argmin(np.abs(fnr - fpr)))
-    # linear interpolation between the two ROC points around the crossing
-    j = min(i + 1, len(fpr) - 1)
-    d0, d1 = fnr[i] - fpr[i], fnr[j] - fpr[j]
-    if d0 != d1 and d0 * d1 < 0:
-        t = d0 / (d0 - d1)
-        return float(fpr[i] + t * (fpr[j] - fpr[i]))
-    return float((fpr[i] + fnr[i]) / 2)
+    d = (1 - tpr) - fpr
+    k = int(np.flatnonzero(d <= 0)[0])  # d ends at -1 (fpr = 1, fnr = 0), so one exists
+    if k == 0 or d[k] == 0:
+        return float(fpr[k])
+    t = d[k - 1] / (d[k - 1] - d[k])
+    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
 
 
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float = 0.01) -> float:

@@ -113,9 +113,11 @@ def cmd_scan(a: argparse.Namespace) -> int:
     limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     findings = []
+    skipped: list[Path] = []
     try:
         for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
-                      progress=not a.quiet, debug=a.debug):
+                      progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
+                      skipped=skipped):
             out.write(f.to_json() + "\n")
             out.flush()
             findings.append(f)
@@ -127,6 +129,9 @@ def cmd_scan(a: argparse.Namespace) -> int:
         counts[f.verdict] = counts.get(f.verdict, 0) + 1
     _log(f"scanned {len(findings)} input(s): " +
          ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if skipped:
+        _log(f"left out {len(skipped)} hidden entr{'y' if len(skipped) == 1 else 'ies'} "
+             f"(e.g. {skipped[0]}); --include-hidden scans them")
     for f in findings:
         if f.error and not a.quiet:
             _log(f"error: {f.error}")
@@ -276,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                            default="synthetic", help="which verdicts make the exit code 1")
             s.add_argument("--max-bytes", type=int, default=256 * 2**20)
             s.add_argument("--max-pixels", type=int, default=64_000_000)
+            s.add_argument("--include-hidden", action="store_true",
+                           help="also scan hidden files and folders inside given folders")
         else:
             s.add_argument("file")
             s.add_argument("--output", "-o", help="also write the JSON report here")

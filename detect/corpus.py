@@ -1,7 +1,7 @@
 """A corpus on disk: ``corpus.json`` (header) + ``manifest.jsonl`` (one item per line).
 
 Labels and splits come from the manifest, never from folder names. Item ids are the sha256
-of the stored file, so a manifest line cannot silently point at other bytes, and the corpus
+of the stored file (``Corpus.open(verify_hashes=True)`` re-checks every file), and the corpus
 content hash (over the canonical manifest) is the same for the same recipe and seed.
 """
 
@@ -78,7 +78,7 @@ def parse_record(obj: Any, where: str) -> Record:
     if not isinstance(obj["id"], str) or not _HEX64.match(obj["id"]):
         raise ConfigError(f"{where}: id must be a lowercase sha256 hex string, got {obj['id']!r}")
     label = obj["label"]
-    if isinstance(label, bool) or label not in (0, 1):
+    if type(label) is not int or label not in (0, 1):
         raise ConfigError(f"{where}: label must be 0 (real) or 1 (synthetic), got {label!r}")
     if obj["split"] not in SPLITS:
         raise ConfigError(f"{where}: split must be one of {', '.join(SPLITS)}, "
@@ -99,7 +99,7 @@ def parse_record(obj: Any, where: str) -> Record:
 def read_manifest(path: Path) -> list[Record]:
     records: list[Record] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", newline="\n") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -126,7 +126,9 @@ class Corpus:
         self.records = records
 
     @classmethod
-    def open(cls, root: str | Path, *, verify_files: bool = True) -> Corpus:
+    def open(cls, root: str | Path, *, verify_files: bool = True,
+             verify_hashes: bool = False) -> Corpus:
+        """Open and validate a corpus; ``verify_hashes`` also re-hashes every item file."""
         root = Path(root)
         hpath, mpath = root / "corpus.json", root / "manifest.jsonl"
         for p in (hpath, mpath):
@@ -143,6 +145,12 @@ class Corpus:
             for r in records:
                 if not (root / r.path).is_file():
                     raise ConfigError(f"{mpath}: item {r.id[:12]}... file {r.path} is missing")
+        if verify_hashes:
+            for r in records:
+                got = hashlib.sha256((root / r.path).read_bytes()).hexdigest()
+                if got != r.id:
+                    raise ConfigError(f"{root / r.path}: content does not match its id "
+                                      f"{r.id[:12]}... (file replaced or corrupted)")
         expected = header.get("content_hash")
         if expected and expected != content_hash(records):
             raise ConfigError(f"{root}: manifest does not match the content hash in corpus.json "
@@ -236,13 +244,25 @@ class CorpusWriter:
         self.manifest = self.root / "manifest.jsonl"
         self.records: list[Record] = []
         self.duplicates: list[str] = []
-        hpath = self.root / "corpus.json"
+        # The recipe and seed are pinned in build.json from the first item on, so a resumed
+        # build can never mix two corpora, even after a kill before corpus.json existed.
+        hpath, bpath = self.root / "corpus.json", self.root / "build.json"
+        pinned = {"schema": "unmask.build/1", "name": name, "recipe": recipe, "seed": seed,
+                  "image_format": image_format, "quality": quality}
+        for path in (hpath, bpath):
+            if path.exists():
+                try:
+                    old = json.loads(path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    raise ConfigError(f"{path}: not valid JSON; use a new --out folder") from None
+                if old.get("recipe") != recipe or old.get("seed") != seed:
+                    raise ConfigError(f"{self.root} holds a corpus built from another recipe or "
+                                      "seed; use a new --out folder")
+        if self.manifest.exists() and not hpath.exists() and not bpath.exists():
+            raise ConfigError(f"{self.root} holds a manifest of unknown origin; use a new folder")
+        bpath.write_text(json.dumps(pinned, indent=2) + "\n", encoding="utf-8")
         if hpath.exists():
-            old = json.loads(hpath.read_text(encoding="utf-8"))
-            if old.get("recipe") != recipe or old.get("seed") != seed:
-                raise ConfigError(f"{self.root} holds a corpus built from another recipe or seed; "
-                                  "use a new --out folder")
-            hpath.unlink()  # being extended: no longer complete
+            hpath.unlink()  # being extended: incomplete until close()
         if self.manifest.exists():
             self.records = self._recover()
         self._keys = {r.key for r in self.records if r.key}
@@ -252,13 +272,19 @@ class CorpusWriter:
     def _recover(self) -> list[Record]:
         """Keep complete manifest lines whose file exists; drop a torn last line."""
         good: list[Record] = []
-        lines = self.manifest.read_text(encoding="utf-8").splitlines()
+        # split on "\n" only: str.splitlines() also breaks on U+2028 inside JSON strings
+        lines = self.manifest.read_text(encoding="utf-8").split("\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
         for n, line in enumerate(lines, 1):
+            where = f"{self.manifest}:{n}"
             try:
-                rec = parse_record(json.loads(line), f"{self.manifest}:{n}")
-            except (json.JSONDecodeError, ConfigError):
+                rec = parse_record(json.loads(line), where)
+            except (json.JSONDecodeError, ConfigError) as e:
                 if n == len(lines):
                     break  # interrupted mid-write
+                if isinstance(e, json.JSONDecodeError):
+                    raise ConfigError(f"{where}: not valid JSON ({e.msg})") from None
                 raise
             if (self.root / rec.path).is_file():
                 good.append(rec)
@@ -321,5 +347,6 @@ class CorpusWriter:
         tmp = self.root / "corpus.json.part"
         tmp.write_text(json.dumps(header, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         os.replace(tmp, self.root / "corpus.json")
+        (self.root / "build.json").unlink(missing_ok=True)
         corpus.header = header
         return corpus

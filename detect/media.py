@@ -442,10 +442,19 @@ def _to_rgb(img: Any) -> tuple[np.ndarray, bool, str | None]:
 # --------------------------------------------------------------------------- paths
 
 
-def iter_paths(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> Iterator[Path]:
+def iter_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    recursive: bool = True,
+    *,
+    include_hidden: bool = False,
+    skipped: list[Path] | None = None,
+) -> Iterator[Path]:
     """Expand files and folders into the files to scan, each exactly once.
 
-    Folders are walked in sorted order (stable output), skipping hidden entries. Paths
+    Folders are walked in sorted order (stable output). Hidden entries inside folders are
+    skipped unless ``include_hidden``; each one skipped is appended to ``skipped`` so the
+    caller can say how many it left out. Special files and broken links are yielded so
+    ``load`` reports them. Paths
     given explicitly are never dropped: a missing or odd one is yielded as-is so the
     caller writes an error record for it instead of silently scanning less than asked.
     """
@@ -470,19 +479,20 @@ def iter_paths(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) 
             yield folder  # unreadable: let load() report it rather than hide it
             return
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             child = folder / entry.name
+            if entry.name.startswith(".") and not include_hidden:
+                if skipped is not None:
+                    skipped.append(child)
+                continue
             try:
                 is_dir = entry.is_dir()
-                is_file = entry.is_file()
             except OSError:
-                continue
+                is_dir = False
             if is_dir:
                 if recursive:
                     yield from walk(child)
-            elif is_file:
-                yield child
+            else:
+                yield child  # regular, special or dangling: load() says which
 
     for raw in paths:
         p = Path(raw)

@@ -95,14 +95,19 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
 
 
 def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
-         target_fpr: float | None = None, progress: bool = True,
-         debug: bool = False) -> Iterator[Finding]:
-    """Yield exactly one Finding per input path ('-' reads standard input)."""
+         target_fpr: float | None = None, progress: bool = True, debug: bool = False,
+         include_hidden: bool = False, skipped: list[Path] | None = None) -> Iterator[Finding]:
+    """Yield exactly one Finding per input path ('-' reads standard input).
+
+    Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
+    ``skipped`` so the caller can report them (nothing is dropped without a word).
+    """
     from tqdm.auto import tqdm
 
     expanded: list[str | Path] = []
     for p in paths:
-        expanded.extend(["-"] if p == "-" else iter_paths([p]))
+        expanded.extend(["-"] if p == "-" else
+                        iter_paths([p], include_hidden=include_hidden, skipped=skipped))
     for p in tqdm(expanded, desc="scan", unit="file", file=sys.stderr, disable=not progress):
         t0 = time.perf_counter()
         try:

@@ -38,7 +38,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     eps = 1e-6 * np.eye(a.shape[1])  # keeps sqrtm stable when a feature is constant
     s1, s2 = np.cov(a, rowvar=False) + eps, np.cov(b, rowvar=False) + eps
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = linalg.sqrtm(s1 @ s2)
     covmean = np.real(covmean)
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
 
