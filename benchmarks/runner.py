@@ -83,7 +83,7 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
     conditions: list[tuple[str, Any]] = [("clean", None)]
     conditions += [(s, parse_attack(s)) for s in attack_specs or []]
     rows: list[dict[str, Any]] = []
-    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, float]] = {}
     for mdir in model_dirs:
         det = load_detector(mdir)
         cal = det.calibration_for()
@@ -99,7 +99,7 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
                    "images_per_s": len(batch) / dt if dt > 0 else None}
             rows.append(row)
             fpr, tpr, _ = M.roc(labels, scores)
-            curves[f"{det.name} ({cond})"] = (fpr, tpr, row["auroc"])
+            curves[(det.name, cond)] = (fpr, tpr, row["auroc"])
     rows.sort(key=lambda r: (r["condition"] != "clean", r["condition"], -r["auroc"]))
     board = {"schema": LEADERBOARD_SCHEMA, "corpus": corpus.header.get("name"),
              "corpus_hash": corpus.content_hash, "split": split, "rows": rows,
@@ -134,17 +134,23 @@ def markdown(board: dict[str, Any]) -> str:
     return f"# Leaderboard\n\n{head}" + "\n".join(lines) + "\n" + foot
 
 
-def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path,
+def plot_roc(curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, float]], path: Path,
              title: str = "") -> None:
+    """Linear and log-FPR ROC panels; colour = detector, line style = condition."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for name, (fpr, tpr, auc) in curves.items():
+    dets = list(dict.fromkeys(d for d, _ in curves))
+    conds = list(dict.fromkeys(c for _, c in curves))
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1))]
+    for (det, cond), (fpr, tpr, auc) in curves.items():
+        color = plt.cm.tab10(dets.index(det) % 10)
+        ls = styles[conds.index(cond) % len(styles)]
         for ax in axes:
-            ax.plot(fpr, tpr, label=f"{name}: AUROC {auc:.3f}")
+            ax.plot(fpr, tpr, color=color, ls=ls, lw=1.4, label=f"{det} ({cond}): AUROC {auc:.3f}")
     axes[0].plot([0, 1], [0, 1], "k:", lw=0.8)
     axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"ROC {title}")
     axes[1].set_xscale("log")

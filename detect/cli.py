@@ -166,10 +166,26 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     t_start = time.time()
+    # stage times survive re-runs: a stage re-used from --out keeps the time it took then
+    tpath = out / "timing.json"
+    prev = json.loads(tpath.read_text()) if tpath.exists() else {}
+    timing: dict[str, Any] = {"reused": []}
+
+    def stage(key: str, t0: float, reused: bool) -> None:
+        if reused and key in prev:
+            timing[key] = prev[key]
+            timing["reused"].append(key)
+        else:
+            timing[key] = round(time.time() - t0, 1)
+
+    corpus_done = (out / "corpus" / "corpus.json").exists()
     _log(f"[1/4] building corpus from {a.recipe} -> {out / 'corpus'}")
     corpus = build(a.recipe, out / "corpus", progress=not a.quiet)
+    stage("corpus_s", t_start, corpus_done)
     _log(f"      {len(corpus)} items, hash {corpus.content_hash[:16]}, {corpus.counts()}")
     model_dirs = []
+    t_train = time.time()
+    trained_any = False
     for i, name in enumerate(a.detectors):
         mdir = out / "models" / name
         model_dirs.append(mdir)
@@ -177,16 +193,23 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
             _log(f"[2/4] {name}: already trained at {mdir}")
             continue
         _log(f"[2/4] training {name} ({i + 1}/{len(a.detectors)})")
+        trained_any = True
         t0 = time.time()
         det = registry.create(name, target_fpr=a.target_fpr).fit(Corpus.open(out / "corpus"))
         det.save(mdir)
         _log(f"      {name}: threshold {det.threshold_:.4g} at FPR {a.target_fpr:g}, "
              f"{time.time() - t0:.0f} s")
+    stage("train_s", t_train, not trained_any)
     _log("[3/4] benchmarking on the held-out test split")
+    t_bench = time.time()
+    attacks = a.attack if a.attack is not None else \
+        ["jpeg:quality=90", "jpeg:quality=75", "blur:sigma=1.0"]
     board = run(out / "corpus", model_dirs, out / "bench", progress=not a.quiet,
-                attack_specs=a.attack)
+                attack_specs=attacks)
+    stage("bench_s", t_bench, False)
     print(markdown(board))
     _log("[4/4] scanning a sample folder (test items, a full-size photo, broken files)")
+    t_scan = time.time()
     sample = out / "sample-folder"
     if sample.exists():
         shutil.rmtree(sample)
@@ -203,7 +226,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     Image.fromarray(skdata.coffee()).save(sample / "coffee-photo.jpg", quality=92)
     (sample / "empty.png").write_bytes(b"")
     (sample / "truncated.jpg").write_bytes((sample / "coffee-photo.jpg").read_bytes()[:3000])
-    (sample / "notes.txt").write_bytes(b"\xff\xfe\xfa not utf-8 \x80")
+    (sample / "notes.txt").write_bytes(b"caf\xe9 au lait: Latin-1, not UTF-8\n")
     dets = load_detectors([], model_dirs)
     findings = list(scan([str(sample)], dets, progress=False))
     with open(out / "scan.jsonl", "w", encoding="utf-8") as fh:
@@ -214,22 +237,72 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
         print(f"  {Path(f.path).name:24s} {f.verdict:10s} {score}  {f.error or ''}")
     code = exit_code(findings)
     _log(f"scan exit code would be {code}; records in {out / 'scan.jsonl'}")
+    stage("scan_s", t_scan, False)
     if a.update_defaults:
-        from .scan import MODELS_DIR
+        _update_defaults(model_dirs, a.detectors, a.recipe, corpus)
+    timing["total_s"] = round(sum(v for k, v in timing.items() if k.endswith("_s")), 1)
+    from benchmarks.runner import machine
 
-        for mdir in model_dirs:
-            dest = MODELS_DIR / mdir.name
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(mdir, dest)
-        (MODELS_DIR / "defaults.json").write_text(json.dumps(
-            {"schema": "unmask.defaults/1", "image": list(a.detectors),
-             "recipe": str(Path(a.recipe).resolve().relative_to(REPO_ROOT))
-             if Path(a.recipe).resolve().is_relative_to(REPO_ROOT) else str(a.recipe),
-             "corpus_hash": corpus.content_hash}, indent=2) + "\n")
-        _log(f"updated shipped default models in {MODELS_DIR}")
-    _log(f"quickstart finished in {time.time() - t_start:.0f} s; outputs in {out}")
+    tpath.write_text(json.dumps(
+        {"schema": "unmask.timing/1", **timing, "machine": machine(),
+         "command": f"unmask quickstart --out {a.out}",
+         "note": "stages listed in 'reused' keep the time they took when first run"},
+        indent=2) + "\n")
+    if a.publish_results:
+        _publish(out)
+    _log(f"quickstart finished in {time.time() - t_start:.0f} s (stages: {timing['total_s']:.0f} s"
+         f"{', some re-used' if timing['reused'] else ''}); outputs in {out}")
     return 0
+
+
+def _publish(out: Path) -> None:
+    """Copy the run's evidence (leaderboard, ROC, GAN grid and quality, timing) into the repo."""
+    dest = REPO_ROOT / "benchmarks" / "results" / "quickstart"
+    dest.mkdir(parents=True, exist_ok=True)
+    gdir = out / "corpus" / "generators" / "0-dcgan"
+    for src, name in ((out / "bench" / "leaderboard.md", "leaderboard.md"),
+                      (out / "bench" / "leaderboard.json", "leaderboard.json"),
+                      (out / "bench" / "roc.png", "roc.png"),
+                      (gdir / "samples.png", "dcgan-samples.png"),
+                      (gdir / "quality.json", "dcgan-quality.json"),
+                      (out / "timing.json", "timing.json"),
+                      (out / "scan.jsonl", "sample-scan.jsonl")):
+        if src.exists():
+            shutil.copy(src, dest / name)
+    _log(f"published results to {dest}")
+
+
+def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corpus: Any) -> None:
+    """Copy trained models into the package, plus a held-out sample the tests check them on."""
+    from .scan import MODELS_DIR
+
+    test = corpus.split("test")
+
+    for mdir in model_dirs:
+        dest = MODELS_DIR / mdir.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(mdir, dest)
+    (MODELS_DIR / "defaults.json").write_text(json.dumps(
+        {"schema": "unmask.defaults/1", "image": list(names),
+         "recipe": str(Path(recipe).resolve().relative_to(REPO_ROOT))
+         if Path(recipe).resolve().is_relative_to(REPO_ROOT) else str(recipe),
+         "corpus_hash": corpus.content_hash}, indent=2) + "\n")
+    # a small held-out sample beside the tests, so the shipped weights stay checked
+    hold = REPO_ROOT / "tests" / "data" / "shipped-holdout"
+    if hold.exists():
+        shutil.rmtree(hold)
+    hold.mkdir(parents=True)
+    labels = {}
+    for lab in (0, 1):
+        recs = sorted((r for r in test.records if r.label == lab), key=lambda r: r.id)[:24]
+        for r in recs:
+            shutil.copy(corpus.root / r.path, hold / Path(r.path).name)
+            labels[Path(r.path).name] = lab
+    (hold / "labels.json").write_text(json.dumps(
+        {"schema": "unmask.holdout/1", "corpus_hash": corpus.content_hash, "split": "test",
+         "labels": labels}, indent=2) + "\n")
+    _log(f"updated shipped default models in {MODELS_DIR} and the hold-out sample in {hold}")
 
 
 # -- parser ---------------------------------------------------------------------------------------
@@ -297,12 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("quickstart", help="the whole chain: corpus, training, bench, scan")
     s.add_argument("--out", default="runs/quickstart")
     s.add_argument("--recipe", default=str(DEFAULT_RECIPE))
-    s.add_argument("--detectors", nargs="+", default=["cnn-mobilenetv3", "spectrum-logreg"])
+    s.add_argument("--detectors", nargs="+", default=["cnn-resnet10t-slim", "spectrum-logreg"],
+                   help="detectors to train; the first decides scan verdicts")
     s.add_argument("--target-fpr", type=float, default=0.01)
-    s.add_argument("--attack", action="append", default=[], help="extra bench conditions")
+    s.add_argument("--attack", action="append", default=None,
+                   help="bench conditions besides clean (default: jpeg q90, jpeg q75, blur 1.0)")
     s.add_argument("--retrain", action="store_true", help="retrain models already in --out")
     s.add_argument("--update-defaults", action="store_true",
                    help="copy the trained models into the package as the shipped defaults")
+    s.add_argument("--publish-results", action="store_true",
+                   help="copy leaderboard, ROC, DCGAN grid and timing to benchmarks/results/")
     s.set_defaults(func=cmd_quickstart)
     return p
 

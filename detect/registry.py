@@ -121,6 +121,9 @@ _CNN = "detect.detectors.cnn:CNNDetector"
 detectors.register("cnn-mobilenetv3", _CNN, "timm mobilenetv3_small_100 from scratch",
                    arch="mobilenetv3_small_100")
 detectors.register("cnn-resnet10t", _CNN, "timm resnet10t from scratch", arch="resnet10t")
+detectors.register("cnn-resnet10t-slim", _CNN, "timm resnet10t at quarter width (1.2M params)",
+                   arch="resnet10t", timm_kwargs={"channels": [32, 64, 128, 256],
+                                                  "stem_width": 16})
 detectors.register("cnn-resnet18", _CNN, "timm resnet18 from scratch", arch="resnet18")
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
                    epochs=2, batch_size=32)

@@ -39,11 +39,13 @@ def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
 class CNNDetector(Detector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
-    def __init__(self, *, arch: str = "mobilenetv3_small_100", patch: int = 32, epochs: int = 8,
+    def __init__(self, *, arch: str = "resnet10t", timm_kwargs: dict[str, Any] | None = None,
+                 patch: int = 32, epochs: int = 8,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  blur_prob: float = 0.0, jpeg_prob: float = 0.0, max_tiles: int = 64,
                  target_fpr: float = 0.01, seed: int = 0):
-        self.arch, self.patch, self.epochs, self.batch_size = arch, patch, epochs, batch_size
+        self.arch, self.timm_kwargs = arch, timm_kwargs
+        self.patch, self.epochs, self.batch_size = patch, epochs, batch_size
         self.lr, self.weight_decay = lr, weight_decay
         self.blur_prob, self.jpeg_prob = blur_prob, jpeg_prob
         self.max_tiles, self.target_fpr, self.seed = max_tiles, target_fpr, seed
@@ -52,8 +54,9 @@ class CNNDetector(Detector):
         import timm
 
         try:
-            return timm.create_model(self.arch, pretrained=False, num_classes=1, in_chans=3)
-        except RuntimeError as e:
+            return timm.create_model(self.arch, pretrained=False, num_classes=1, in_chans=3,
+                                     **(self.timm_kwargs or {}))
+        except (RuntimeError, TypeError) as e:
             raise ConfigError(f"{self.name}: timm has no model {self.arch!r} ({e})") from None
 
     @staticmethod
