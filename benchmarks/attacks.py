@@ -6,10 +6,11 @@ sample's ``transforms`` so a corpus says exactly what was done to it.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
+
+from generators import postprocess
 
 
 class Attack:
@@ -38,26 +39,17 @@ class JPEG(Attack):
         self.quality, self.subsampling = int(quality), subsampling
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        _pil(img).save(buf, format="JPEG", quality=self.quality, subsampling=self.subsampling)
-        buf.seek(0)
-        return np.asarray(Image.open(buf).convert("RGB"))
+        return postprocess.jpeg(img, self.quality, self.subsampling)
 
 
 class Resize(Attack):
     name = "resize"
 
-    def __init__(self, scale: float = 0.5):
-        self.scale = float(scale)
+    def __init__(self, scale: float = 0.5, method: str = "bicubic"):
+        self.scale, self.method = float(scale), method
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        h, w = img.shape[:2]
-        size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
-        return np.asarray(_pil(img).resize(size, Image.Resampling.BICUBIC))
+        return postprocess.resize(img, self.scale, self.method)
 
 
 class Blur(Attack):

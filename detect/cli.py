@@ -66,8 +66,43 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
     t0 = time.time()
     corpus = build(a.recipe, a.out, seed=a.seed, progress=not a.quiet)
+    if a.evidence:
+        from generators.recipe import publish_evidence
+
+        _log(f"generator evidence in {publish_evidence(corpus, a.evidence)}")
     print(json.dumps({"corpus": str(a.out), "content_hash": corpus.content_hash,
                       "counts": corpus.counts(), "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def cmd_train_generator(a: argparse.Namespace) -> int:
+    """Train one generator on patches of a real source (or load a pretrained pipeline)."""
+    import numpy as np
+
+    from generators.recipe import report_generator
+    from generators.sources import photo_patches, photos
+
+    from .registry import generators
+
+    params = {"size": a.size, **_parse_sets(a.set)}
+    if a.seed is not None:
+        params["seed"] = a.seed
+    out = Path(a.out)
+    gen = generators.create(a.generator, **params)
+    t0 = time.time()
+    plist = photos(a.source, limit=a.limit)
+    pool = np.stack([s.content for _, s in photo_patches(plist, a.patches, gen.size or a.size,
+                                                         a.scales, a.seed or 0)])
+    if getattr(gen, "trainable", True):
+        gen.fit(pool, workdir=out, progress=not a.quiet)
+    else:
+        gen.prepare()
+    gen.save(out / "model")
+    rep = report_generator(gen, pool, out, a.seed or 0)
+    print(json.dumps({"generator": a.generator, "model": str(out / "model"),
+                      "checkpoint_sha256": gen.checkpoint_sha256_, "quality": rep,
+                      "samples": str(out / "samples.png"),
+                      "seconds": round(time.time() - t0, 1)}))
     return 0
 
 
@@ -323,7 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    s.add_argument("--evidence", metavar="DIR", default=None,
+                   help="also copy each generator's sample grid + quality figure to DIR/<name>/")
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("train-generator", help="train a generator on real patches (resumable)")
+    s.add_argument("generator", help="registry name, e.g. dcgan, vae, diffusion-ddim")
+    s.add_argument("--out", required=True, help="folder: checkpoints, model/, samples.png")
+    s.add_argument("--source", default="photos",
+                   help="skimage, sklearn, opencv-doc, photos, fashion-mnist or folder:PATH")
+    s.add_argument("--size", type=int, default=32)
+    s.add_argument("--patches", type=int, default=16000, help="training patches to cut")
+    s.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 0.25])
+    s.add_argument("--limit", type=int, default=None, help="use at most this many source images")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter (JSON value), e.g. steps=3000")
+    s.set_defaults(func=cmd_train_generator)
 
     s = sub.add_parser("train", help="train and calibrate a detector on a corpus")
     s.add_argument("detector", help="registry name, e.g. spectrum-logreg")

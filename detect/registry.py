@@ -125,14 +125,42 @@ detectors.register("cnn-resnet10t-slim", _CNN, "timm resnet10t at quarter width 
                    arch="resnet10t", timm_kwargs={"channels": [32, 64, 128, 256],
                                                   "stem_width": 16})
 detectors.register("cnn-resnet18", _CNN, "timm resnet18 from scratch", arch="resnet18")
+_SLIM = {"channels": [32, 64, 128, 256], "stem_width": 16}
+detectors.register("npr-resnet10t-slim", _CNN, "NPR: slim resnet10t on neighbouring-pixel "
+                   "residuals (upsampling traces)", arch="resnet10t", timm_kwargs=_SLIM,
+                   residual="npr")
+detectors.register("npr-test", _CNN, "tiny NPR detector for tests", arch="test_resnet",
+                   residual="npr", patch=16, epochs=2, batch_size=32)
+detectors.register("fusion", "detect.detectors.fusion:FusionDetector",
+                   "logistic regression over other detectors' scores (members=[...])",
+                   members=["cnn-resnet10t-slim", "spectrum-logreg"])
+detectors.register("fusion-test", "detect.detectors.fusion:FusionDetector",
+                   "tiny fusion for tests: trains its members", target_fpr=0.05,
+                   members=["train:spectrum-test", "train:npr-test"])
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
                    epochs=2, batch_size=32)
 
 # --- generators ------------------------------------------------------------------------------
-_DCGAN = "generators.image.dcgan:DCGAN"
-generators.register("dcgan", _DCGAN, "DCGAN with transposed-convolution upsampling")
-generators.register("dcgan-test", _DCGAN, "tiny DCGAN for tests", size=16, width=16, nz=16,
+_GAN = "generators.image.gan:GAN"
+generators.register("dcgan", _GAN, "DCGAN: transposed-convolution upsampling")
+generators.register("dcgan-test", _GAN, "tiny DCGAN for tests", size=16, width=16, nz=16,
                     steps=30, batch_size=16)
+generators.register("gan-upsample", _GAN, "GAN upsampling by nearest resize + 3x3 conv",
+                    upsample="nearest")
+generators.register("gan-upsample-test", _GAN, "tiny resize-conv GAN for tests",
+                    upsample="nearest", size=16, width=16, nz=16, steps=30, batch_size=16)
+_VAE = "generators.image.vae:VAE"
+generators.register("vae", _VAE, "diffusers AutoencoderKL, sampled from the prior")
+generators.register("vae-test", _VAE, "tiny VAE for tests", size=16, channels=[16, 16],
+                    steps=60, batch_size=16)
+_DIFF = "generators.image.diffusion:Diffusion"
+generators.register("diffusion-ddim", _DIFF, "diffusers UNet2DModel + DDPM training, DDIM sampling")
+generators.register("diffusion-dpm", _DIFF, "the same, sampled with DPM-Solver++",
+                    sampler="dpm-solver", sample_steps=15)
+generators.register("pretrained", "generators.image.pretrained:PretrainedPipeline",
+                    "any diffusers pipeline by hub id or local path (model=..., prompts=FILE)")
+generators.register("diffusion-test", _DIFF, "tiny diffusion model for tests", size=16,
+                    channels=[16, 32], steps=120, batch_size=16, lr=1e-3, sample_steps=5)
 
 # --- attacks ---------------------------------------------------------------------------------
 _ATK = "benchmarks.attacks"

@@ -45,6 +45,9 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     for r in recipe["real"]:
         if "source" not in r or "count" not in r:
             raise ConfigError(f"{p}: every [[real]] needs source and count")
+    from .postprocess import check
+
+    check(recipe.get("postprocess", []), str(p))
     for s in recipe["synthetic"]:
         if "generator" not in s or "count" not in s:
             raise ConfigError(f"{p}: every [[synthetic]] needs generator and count")
@@ -63,13 +66,16 @@ def _fake_split(i: int, fractions: dict[str, float], seed: int) -> str:
     return list(fractions)[-1]
 
 
+def _real_name(real: dict[str, Any]) -> str:
+    return str(real.get("name", real["source"]))
+
+
 def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
           progress: bool = True) -> Corpus:
     """Write the corpus of ``recipe_path`` into ``out`` (resuming what is there)."""
-    from PIL import Image
     from tqdm.auto import tqdm
 
-    from .quality import image_grid, quality_report
+    from . import postprocess
     from .sources import assign_splits, photo_patches, photos
 
     recipe = load_recipe(recipe_path)
@@ -78,51 +84,61 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
     seed = int(recipe["seed"])
     size = int(recipe["image"].get("size", 32))
     fractions = {s: float(recipe["splits"].get(s, 0.0)) for s in SPLITS}
+    post = list(recipe.get("postprocess", []))
+    held_out = set(recipe.get("held_out_families", []))
     out = Path(out)
     writer = CorpusWriter(out, name=recipe["name"], recipe=recipe, seed=seed,
                           image_format=recipe["image"].get("format", "png"),
                           quality=int(recipe["image"].get("quality", 95)))
-    extra: dict[str, Any] = {"generators": {}, "photo_splits": {}}
+    extra: dict[str, Any] = {"generators": {}, "photo_splits": {},
+                             "held_out_families": sorted(held_out)}
 
-    train_patches: list[np.ndarray] = []
+    def add(sample: Any, split: str, key: str) -> None:
+        if post:
+            sample.content, done = postprocess.apply(sample.content, post)
+            sample.provenance.transforms = sample.provenance.transforms + done
+        writer.add(sample, split, key)
+
+    pools: dict[str, list[np.ndarray]] = {}
     for ri, real in enumerate(recipe["real"]):
-        plist = photos(real["source"])
+        plist = photos(real["source"], limit=real.get("limit"))
         if len(plist) < 3:
             raise ConfigError(f"source {real['source']!r} has {len(plist)} photos; need >= 3 "
                               "so train, calib and test get different photos")
         split_of = assign_splits([p.name for p in plist], fractions, seed + ri)
-        extra["photo_splits"].update(split_of)
+        if len(plist) <= 1000:
+            extra["photo_splits"].update(split_of)
         scales = [float(s) for s in real.get("scales", [1.0])]
         n = int(real["count"])
-        bar = tqdm(total=n, desc=f"real {real['source']}", file=sys.stderr, disable=not progress,
-                   leave=False)
+        bar = tqdm(total=n, desc=f"real {_real_name(real)}", file=sys.stderr,
+                   disable=not progress, leave=False)
         for i, sample in photo_patches(plist, n, size, scales, seed + 1000 * ri):
             key = f"real:{ri}:{i}"
             if not writer.has(key):
-                writer.add(sample, split_of[sample.group], key)
+                add(sample, split_of[sample.group], key)
             bar.update(1)
         bar.close()
         # generators learn only from photos of the train split: test photos stay unseen
         train_photos = [p for p in plist if split_of[p.name] == "train"]
         n_train = int(real.get("generator_patches", 4 * n))
-        train_patches += [s.content for _, s in
-                          photo_patches(train_photos, n_train, size, scales, seed + 500 + ri)]
+        pools[_real_name(real)] = [s.content for _, s in photo_patches(
+            train_photos, n_train, size, scales, seed + 500 + ri)]
 
-    train_arr = np.stack(train_patches)
     for si, syn in enumerate(recipe["synthetic"]):
         gname = syn["generator"]
-        params = {"size": size, "seed": seed + si, **syn.get("params", {})}
         gdir = out / "generators" / f"{si}-{gname}"
-        if (gdir / "model" / "config.json").exists():
-            gen = generators.get_class(gname).load(gdir / "model")
-        else:
-            gen = generators.create(gname, **params)
-            gen.fit(train_arr, workdir=gdir, progress=progress)
-            gen.save(gdir / "model")
-            _report_generator(gen, train_arr, gdir, seed, image_grid, quality_report, Image)
+        train_on = syn.get("train_on")
+        if train_on is not None and train_on not in pools:
+            raise ConfigError(f"{recipe_path}: synthetic {gname!r} trains on {train_on!r}, "
+                              f"which is not a [[real]] name ({', '.join(pools)})")
+        pool = pools[train_on] if train_on else [a for p in pools.values() for a in p]
+        gen = _trained_generator(gname, {"size": size, "seed": seed + si,
+                                         **syn.get("params", {})},
+                                 gdir, np.stack(pool), seed, progress)
+        family = gen.family
         extra["generators"][f"{si}-{gname}"] = {
-            "name": gname, "checkpoint_sha256": gen.checkpoint_sha256_,
-            "params": gen.get_params(),
+            "name": gname, "family": family, "checkpoint_sha256": gen.checkpoint_sha256_,
+            "params": gen.get_params(), "held_out": family in held_out,
             "quality": json.loads((gdir / "quality.json").read_text())
             if (gdir / "quality.json").exists() else None,
         }
@@ -132,25 +148,87 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
         bar = tqdm(total=n, initial=n - len(todo), desc=f"generate {gname}", file=sys.stderr,
                    disable=not progress, leave=False)
         for i, sample in gen.generate_indices(todo, sseed):
-            writer.add(sample, _fake_split(i, fractions, seed), f"synthetic:{si}:{i}")
+            # a held-out family is only ever tested on: detectors trained here never see it
+            split = "test" if family in held_out else _fake_split(i, fractions, seed)
+            add(sample, split, f"synthetic:{si}:{i}")
             bar.update(1)
         bar.close()
     return writer.close(extra)
 
 
-def _report_generator(gen, train_arr, gdir, seed, image_grid, quality_report, Image) -> None:  # noqa: ANN001
+def _trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.ndarray,
+                       seed: int, progress: bool) -> Any:
+    """Load the generator finished in ``gdir``, or train it there (resuming a checkpoint)."""
+    from .image.base import load_generator
+
+    if (gdir / "model" / "config.json").exists():
+        return load_generator(gdir / "model")
+    gen = generators.create(gname, **params)
+    if getattr(gen, "trainable", True):
+        gen.fit(pool, workdir=gdir, progress=progress)
+    else:
+        gen.prepare()
+    gen.save(gdir / "model")
+    report_generator(gen, pool, gdir, seed)
+    return gen
+
+
+def report_generator(gen: Any, train_arr: np.ndarray, gdir: Path, seed: int) -> dict[str, Any]:
     """Sample grid PNG + quality figure, so a generator that learned nothing is caught."""
+    from PIL import Image
+
+    from .quality import image_grid, quality_report
+
     n = min(1000, len(train_arr) // 2)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(train_arr))
     real_a, real_b = train_arr[idx[:n]], train_arr[idx[n:2 * n]]
     fake = gen.sample_array(list(range(n)), seed + 99)
-    untrained = generators.create(gen.name, **{**gen.get_params(), "steps": 0})
-    untrained.fit(train_arr[:1], progress=False)
-    rep = quality_report(real_a, real_b, fake, untrained.sample_array(list(range(n)), seed + 99))
+    if fake.shape[1:] != real_a.shape[1:]:
+        raise ConfigError(f"{gen.name} makes {fake.shape[1:]} images; the recipe's real items "
+                          f"are {real_a.shape[1:]}: both classes must match")
+    untrained = gen.untrained() if hasattr(gen, "untrained") else None
+    anchor = untrained.sample_array(list(range(n)), seed + 99) if untrained is not None else \
+        np.random.default_rng(seed).integers(0, 256, fake.shape, dtype=np.uint8)
+    rep = quality_report(real_a, real_b, fake, anchor)
+    rep["anchor"] = "untrained generator" if untrained is not None else "uniform noise"
     rep["generator"] = gen.name
+    rep["family"] = gen.family
     rep["checkpoint_sha256"] = gen.checkpoint_sha256_
+    gdir.mkdir(parents=True, exist_ok=True)
     (gdir / "quality.json").write_text(json.dumps(rep, indent=2) + "\n")
     grid = np.concatenate([image_grid(real_a[:32], cols=8), image_grid(fake[:32], cols=8)],
                           axis=1)
     Image.fromarray(grid).save(gdir / "samples.png")
+    return rep
+
+
+def publish_evidence(corpus: Corpus, dest: str | Path) -> Path:
+    """Copy each generator's sample grid and quality figure, plus a summary table, to ``dest``.
+
+    This is the evidence that every generator learned, committed next to the recipe that made it.
+    """
+    import shutil
+
+    d = Path(dest) / corpus.header["name"]
+    d.mkdir(parents=True, exist_ok=True)
+    rows = ["| generator | family | held out | FD generated | FD untrained | FD real-vs-real "
+            "| learned | samples |", "|---|---|---|---|---|---|---|---|"]
+    for key, g in corpus.header.get("generators", {}).items():
+        src = corpus.root / "generators" / key
+        if (src / "samples.png").exists():
+            shutil.copy(src / "samples.png", d / f"{key}-samples.png")
+        q = g.get("quality") or {}
+        (d / f"{key}-quality.json").write_text(json.dumps(q, indent=2) + "\n")
+        rows.append(f"| {g['name']} | {g.get('family', '?')} | {g.get('held_out', False)} | "
+                    f"{q.get('fd_generated', '-')} | {q.get('fd_untrained', '-')} | "
+                    f"{q.get('fd_real_vs_real', '-')} | {q.get('learned_fraction', '-')} | "
+                    f"![{key}]({key}-samples.png) |")
+    head = (f"# Generators of corpus `{corpus.header['name']}`\n\n"
+            f"Recipe: `{corpus.header['recipe'].get('name')}` (seed {corpus.header['seed']}), "
+            f"content hash `{corpus.content_hash[:16]}`. Quality: Fréchet distance between "
+            "hand-made patch features (colour, gradient, Laplacian, spectrum) of 1,000 generated "
+            "and 1,000 real train patches; `learned` is 1 at real-vs-real, 0 at the untrained "
+            "generator. Sample grids: real patches left, generated right.\n\n")
+    (d / "README.md").write_text(head + "\n".join(rows) + "\n")
+    return d

@@ -84,8 +84,37 @@ def _opencv_doc() -> Iterator[Photo]:
     yield from _folder(OPENCV_DOC, OPENCV_PHOTOS, origin="opencv-doc")
 
 
-def photos(source: str) -> list[Photo]:
-    """Photos of a named source: skimage, sklearn, opencv-doc, photos (all three), or a folder."""
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _fashion_mnist(limit: int | None = None) -> Iterator[Photo]:
+    """Debian's dataset-fashion-mnist: 70,000 28x28 grey images, read from the idx files."""
+    import gzip
+
+    if not FASHION_MNIST.is_dir():
+        raise ConfigError(f"source 'fashion-mnist' needs Debian's dataset-fashion-mnist package "
+                          f"({FASHION_MNIST} is missing): sudo apt-get install "
+                          "dataset-fashion-mnist")
+    n_out = 0
+    for part in ("train", "t10k"):
+        with gzip.open(FASHION_MNIST / f"{part}-images-idx3-ubyte.gz") as fh:
+            raw = fh.read()
+        magic, n, h, w = np.frombuffer(raw[:16], ">u4")
+        if magic != 2051:
+            raise ConfigError(f"{FASHION_MNIST}/{part}-images-idx3-ubyte.gz: not an idx3 file")
+        imgs = np.frombuffer(raw[16:], np.uint8).reshape(int(n), int(h), int(w))
+        for i, im in enumerate(imgs):
+            if limit is not None and n_out >= limit:
+                return
+            yield Photo(f"fashion-mnist:{part}:{i}", np.repeat(im[:, :, None], 3, axis=2))
+            n_out += 1
+
+
+def photos(source: str, limit: int | None = None) -> list[Photo]:
+    """Photos of a named source: skimage, sklearn, opencv-doc, photos (the three together),
+    fashion-mnist, or ``folder:PATH`` (any size, any format Pillow reads)."""
+    if source == "fashion-mnist":
+        return list(_fashion_mnist(limit))
     if source == "skimage":
         return list(_skimage())
     if source == "sklearn":
@@ -97,7 +126,7 @@ def photos(source: str) -> list[Photo]:
     if source.startswith("folder:"):
         return list(_folder(Path(source.removeprefix("folder:")).expanduser()))
     raise ConfigError(f"unknown real-image source {source!r} "
-                      "(skimage, sklearn, opencv-doc, photos, folder:PATH)")
+                      "(skimage, sklearn, opencv-doc, photos, fashion-mnist, folder:PATH)")
 
 
 def _resize(arr: np.ndarray, scale: float) -> np.ndarray:
@@ -130,10 +159,14 @@ def photo_patches(photo_list: list[Photo], n: int, size: int, scales: list[float
             scaled[key] = _resize(photo_list[pi].pixels, scale)
         arr = scaled[key]
         h, w = arr.shape[:2]
-        if h < size or w < size:
-            arr = scaled[(pi, 1.0)] if (pi, 1.0) in scaled else photo_list[pi].pixels
+        if h < size or w < size:  # too small at this scale: fit the short side to the patch
+            ph, pw = photo_list[pi].pixels.shape[:2]
+            scale = size / min(ph, pw)
+            key = (pi, scale)
+            if key not in scaled:
+                scaled[key] = _resize(photo_list[pi].pixels, scale)
+            arr = scaled[key]
             h, w = arr.shape[:2]
-            scale = 1.0
         y = int(rng.integers(0, h - size + 1))
         x = int(rng.integers(0, w - size + 1))
         patch = np.ascontiguousarray(arr[y:y + size, x:x + size])

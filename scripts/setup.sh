@@ -6,16 +6,20 @@ cd "$(dirname "$0")/.."
 VENV="${UNMASK_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
-# Real photographs for the corpora (Debian's opencv-doc ships ~30 natural photos).
-if [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then
+# Real data for the corpora, from Debian: ~30 natural photos (opencv-doc) and 70,000
+# Fashion-MNIST images (dataset-fashion-mnist).
+need=()
+[ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
-    echo "setup: installing Debian package opencv-doc" >&2
+    echo "setup: installing Debian packages ${need[*]}" >&2
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      opencv-doc >/dev/null
+      "${need[@]}" >/dev/null
   else
-    echo "setup: warning: no apt-get; the 'opencv-doc' photo source will be unavailable" >&2
+    echo "setup: warning: no apt-get; sources needing ${need[*]} will be unavailable" >&2
   fi
 fi
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import TINY_RECIPE
@@ -149,3 +151,13 @@ def test_recipe_errors_are_clear(tmp_path):
     bad.write_text("not = [toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_recipe(bad)
+
+
+def test_generator_evidence_is_published(tiny_corpus, tmp_path):
+    from generators.recipe import publish_evidence
+
+    d = publish_evidence(tiny_corpus, tmp_path)
+    assert (d / "0-dcgan-test-samples.png").stat().st_size > 1000
+    q = json.loads((d / "0-dcgan-test-quality.json").read_text())
+    assert q["fd_generated"] < q["fd_untrained"]
+    assert "| dcgan-test | gan |" in (d / "README.md").read_text()

@@ -11,7 +11,6 @@ a pickle taken from the file.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..calibration import Calibration
 from ..errors import ConfigError, InputError, ModelError
+from ..params import HasParams
 
 if TYPE_CHECKING:
     from ..corpus import Corpus
@@ -85,7 +85,7 @@ def random_crops(images: list[np.ndarray], patch: int, rng: np.random.Generator)
     return np.stack(out)
 
 
-class Detector:
+class Detector(HasParams):
     """Base class. Subclasses implement ``_fit_patches``, ``_score_patches`` and the state I/O."""
 
     tags = Tags()
@@ -96,15 +96,6 @@ class Detector:
     max_tiles: int = 64
     target_fpr: float = 0.01
     seed: int = 0
-
-    # -- parameters --------------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> Detector:
@@ -265,6 +256,6 @@ def load_detector(directory: str | Path) -> Detector:
     det.calib_labels_ = tensors.pop("calib.labels")
     det.calibration_ = Calibration.from_dict(cfg["calibration"])
     det.trained_on_ = cfg.get("trained_on")
-    det._set_state(tensors, cfg.get("state") or {})
     det.model_dir_ = str(d)
+    det._set_state(tensors, cfg.get("state") or {})
     return det

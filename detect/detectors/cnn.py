@@ -36,15 +36,32 @@ def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
     return np.asarray(img) if img is not None else patch
 
 
+RESIDUALS = ("none", "npr")
+
+
+def npr_residual(x):  # noqa: ANN001, ANN201
+    """Neighbouring-pixel relationships (Tan et al., CVPR 2024): the image minus its 2x
+    nearest-neighbour down-up copy. Upsampling layers make neighbouring pixels of each 2x2
+    cell correlated in ways camera pipelines do not; the residual keeps exactly that and drops
+    the image content, so a small network learns the upsampling trace, not the scene."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    down = F.interpolate(x, size=(h // 2, w // 2), mode="nearest")
+    return x - F.interpolate(down, size=(h, w), mode="nearest")
+
+
 class CNNDetector(Detector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
     def __init__(self, *, arch: str = "resnet10t", timm_kwargs: dict[str, Any] | None = None,
-                 patch: int = 32, epochs: int = 8,
+                 residual: str = "none", patch: int = 32, epochs: int = 8,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  blur_prob: float = 0.0, jpeg_prob: float = 0.0, max_tiles: int = 64,
                  target_fpr: float = 0.01, seed: int = 0):
-        self.arch, self.timm_kwargs = arch, timm_kwargs
+        if residual not in RESIDUALS:
+            raise ConfigError(f"residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
+        self.arch, self.timm_kwargs, self.residual = arch, timm_kwargs, residual
         self.patch, self.epochs, self.batch_size = patch, epochs, batch_size
         self.lr, self.weight_decay = lr, weight_decay
         self.blur_prob, self.jpeg_prob = blur_prob, jpeg_prob
@@ -59,12 +76,14 @@ class CNNDetector(Detector):
         except (RuntimeError, TypeError) as e:
             raise ConfigError(f"{self.name}: timm has no model {self.arch!r} ({e})") from None
 
-    @staticmethod
-    def _to_tensor(patches: np.ndarray):  # noqa: ANN205
+    def _to_tensor(self, patches: np.ndarray):  # noqa: ANN202
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float()
-        return (x / 255.0 - 0.5) / 0.25
+        x = (x / 255.0 - 0.5) / 0.25
+        if self.residual == "npr":
+            x = npr_residual(x)
+        return x
 
     def _fit_images(self, images: list[np.ndarray], labels: np.ndarray,
                     rng: np.random.Generator) -> None:
