@@ -180,6 +180,15 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
     detectors = load_detectors(a.detector, a.model)
     report = inspect_file(a.file, detectors, limits=Limits(), target_fpr=a.target_fpr)
+    if a.heatmap:
+        from .inspect import heatmap_png
+        from .media import load
+
+        item = load(a.file)
+        if item.modality == "image":
+            report["heatmap"] = str(heatmap_png(item.content, report, a.heatmap))
+        else:
+            _log(f"no heat map for {item.modality} input")
     text = json.dumps(report, indent=2, allow_nan=False)
     if a.output:
         Path(a.output).write_text(text + "\n", encoding="utf-8")
@@ -410,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("file")
             s.add_argument("--output", "-o", help="also write the JSON report here")
+            s.add_argument("--heatmap", metavar="PNG",
+                           help="write the per-patch heat map of every detector as a PNG")
         s.add_argument("--detector", "-d", action="append", default=[],
                        help="shipped model by registry name (repeat); default: all shipped")
         s.add_argument("--model", "-m", action="append", default=[],

@@ -28,6 +28,23 @@ def tile_grid(scores: np.ndarray, pos: list[tuple[int, int]], patch: int) -> dic
                        for row in grid]}
 
 
+HEATMAP_TILES = 4096
+
+
+def _all_tiles(det: Any, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Per-patch scores over the whole image for the heat map (scoring itself thins the
+    tiles to ``max_tiles`` for speed; the map should not have holes)."""
+    saved = det.max_tiles
+    try:
+        det.max_tiles = max(saved, HEATMAP_TILES)
+    except AttributeError:  # e.g. fusion, whose tiling follows its members
+        return det.score_tiles(item)
+    try:
+        return det.score_tiles(item)
+    finally:
+        det.max_tiles = saved
+
+
 def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
                  target_fpr: float | None = None) -> dict[str, Any]:
     item = load(path, limits)
@@ -44,8 +61,8 @@ def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Lim
                                              "reason": f"{det.tags.modality} detector"}
             continue
         cal = det.calibration_for(target_fpr)
-        tile_scores, pos = det.score_tiles(item)
-        score = float(tile_scores.mean())
+        score = float(det.score([item])[0])  # the same number scan reports
+        tile_scores, pos = _all_tiles(det, item)
         res = {"applies": True, "score": score, "threshold": cal.threshold,
                "uncertain_above": cal.lower, "target_fpr": cal.target_fpr,
                "verdict": cal.verdict(score), "trained_on": det.trained_on_,
@@ -56,3 +73,40 @@ def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Lim
     report["decided_by"] = next((n for n, r in report["detectors"].items() if r.get("applies")),
                                 None)
     return report
+
+
+def heatmap_png(image: np.ndarray, report: dict[str, Any], path: str | Path) -> Path:
+    """The image beside each detector's per-tile scores (red = above its threshold)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    dets = [(n, r) for n, r in report["detectors"].items() if r.get("applies")]
+    fig, axes = plt.subplots(1, 1 + len(dets), figsize=(4 * (1 + len(dets)), 4.2), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title(Path(report["path"]).name, fontsize=9)
+    h, w = image.shape[:2]
+    for ax, (name, r) in zip(axes[1:], dets, strict=True):
+        t = r["tiles"]
+        grid = np.array(t["scores"], dtype=float)
+        over = np.full((h, w), np.nan)
+        for i, y in enumerate(t["rows"]):
+            for j, x in enumerate(t["cols"]):
+                over[y:y + t["patch"], x:x + t["patch"]] = grid[i, j]
+        lo, hi = np.nanmin(grid), np.nanmax(grid)
+        thr = r["threshold"]
+        norm = TwoSlopeNorm(vcenter=thr, vmin=min(lo, thr - 1e-6), vmax=max(hi, thr + 1e-6))
+        ax.imshow(image, alpha=0.45)
+        im = ax.imshow(over, cmap="coolwarm", norm=norm, alpha=0.7)
+        ax.set_title(f"{name}: {r['verdict']} ({r['score']:+.2f}, thr {thr:+.2f})", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

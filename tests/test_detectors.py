@@ -133,3 +133,16 @@ def test_corpus_used_by_fit_is_recorded(trained_models, tiny_corpus):
     det = load_detector(trained_models["spectrum-test"])
     assert det.trained_on_["content_hash"] == tiny_corpus.content_hash
     assert isinstance(Corpus.open(tiny_corpus.root), Corpus)
+
+
+def test_npr_residual_vanishes_on_nearest_upsampled_images():
+    import torch
+
+    from detect.detectors.cnn import npr_residual
+
+    small = torch.randn(2, 3, 8, 8)
+    up = torch.nn.functional.interpolate(small, scale_factor=2, mode="nearest")
+    assert npr_residual(up).abs().max() == 0
+    assert npr_residual(torch.randn(2, 3, 16, 16)).abs().mean() > 0.1
+    with pytest.raises(ConfigError, match="residual"):
+        detectors.create("cnn-test", residual="dct")

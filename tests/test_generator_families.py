@@ -300,5 +300,6 @@ def test_diffusion_samplers_share_one_trained_model(trained):
     a, b = dpm.sample_array([0, 1], seed=2), dpm.sample_array([0, 1], seed=2)
     np.testing.assert_array_equal(a, b)
     assert a.shape == ddim.shape and not np.array_equal(a, ddim)
-    # the same initial noise: both solvers land on broadly the same image
-    assert np.abs(a.astype(int) - ddim.astype(int)).mean() < 40
+    # x0 clipping keeps the solver in range (without it nearly every pixel saturates)
+    saturated = (a == 0).mean() + (a == 255).mean()
+    assert saturated < 0.3, saturated

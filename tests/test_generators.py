@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +75,8 @@ def test_dcgan_training_resumes_from_checkpoint(skimage_patches, tmp_path):
     part.fit(skimage_patches, workdir=tmp_path / "part", progress=False)
     resumed = generators.create("dcgan-test", steps=40, checkpoint_every=20)
     resumed.fit(skimage_patches, workdir=tmp_path / "part", progress=False)
-    for (k, v), (k2, v2) in zip(full.G_.state_dict().items(), resumed.G_.state_dict().items(),
+    for (k, v), (k2, v2) in zip(full.modules_["G"].state_dict().items(),
+                                resumed.modules_["G"].state_dict().items(),
                                 strict=True):
         assert k == k2 and bool((v == v2).all()), k
     # a checkpoint from other hyperparameters is refused, not silently mixed in
@@ -161,3 +163,12 @@ def test_generator_evidence_is_published(tiny_corpus, tmp_path):
     q = json.loads((d / "0-dcgan-test-quality.json").read_text())
     assert q["fd_generated"] < q["fd_untrained"]
     assert "| dcgan-test | gan |" in (d / "README.md").read_text()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "datasets" /
+                                           "recipes").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_is_valid(recipe):
+    r = load_recipe(recipe)
+    assert r["name"] and isinstance(r["seed"], int)
+    for syn in r["synthetic"]:
+        generators.create(syn["generator"], **syn.get("params", {}))  # parameters are accepted

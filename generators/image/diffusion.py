@@ -93,8 +93,11 @@ class Diffusion(TorchImageGenerator):
         if self.sampler == "ddim":
             sched = DDIMScheduler.from_config(base.config)
         else:
-            sched = DPMSolverMultistepScheduler.from_config(base.config,
-                                                            algorithm_type="dpmsolver++")
+            # pixel-space model: clip each x0 prediction to the data range (dynamic
+            # thresholding), else the first steps at alpha ~ 0 blow the sample up
+            sched = DPMSolverMultistepScheduler.from_config(
+                base.config, algorithm_type="dpmsolver++", thresholding=True,
+                sample_max_value=1.0)
         sched.set_timesteps(self.sample_steps)
         x = noise_for(indices, seed, (3, self.size, self.size)) * sched.init_noise_sigma
         unet = mods["unet"]
