@@ -303,3 +303,21 @@ def test_diffusion_samplers_share_one_trained_model(trained):
     # x0 clipping keeps the solver in range (without it nearly every pixel saturates)
     saturated = (a == 0).mean() + (a == 255).mean()
     assert saturated < 0.3, saturated
+
+
+def test_broken_generator_folders_are_refused(trained, tmp_path):
+    import shutil
+
+    _, mdir = trained["vae-test"]
+    bad = tmp_path / "bad"
+    shutil.copytree(mdir, bad)
+    (bad / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="unreadable generator weights"):
+        load_generator(bad)
+    (bad / "config.json").write_text('{"schema": "other"}')
+    with pytest.raises(ModelError, match="schema"):
+        load_generator(bad)
+    cfg = json.loads((mdir / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "name": "no-such-generator"}))
+    with pytest.raises(ModelError, match="unknown generator"):
+        load_generator(bad)

@@ -109,17 +109,23 @@ class ImageGenerator(HasParams):
         raise NotImplementedError
 
 
+def read_config(directory: Path) -> dict[str, Any]:
+    """A saved generator's config.json, checked; errors name the folder."""
+    try:
+        cfg = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{directory}: not a saved generator ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("schema") != GENERATOR_SCHEMA:
+        raise ModelError(f"{directory / 'config.json'}: schema must be {GENERATOR_SCHEMA!r}")
+    return cfg
+
+
 def load_generator(directory: str | Path) -> ImageGenerator:
     """Load a saved generator by the registry name in its config.json (never an import path)."""
     from detect.registry import generators
 
     d = Path(directory)
-    try:
-        cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{d}: not a saved generator ({e})") from None
-    if cfg.get("schema") != GENERATOR_SCHEMA:
-        raise ModelError(f"{d / 'config.json'}: schema must be {GENERATOR_SCHEMA!r}")
+    cfg = read_config(d)
     try:
         cls = generators.get_class(cfg["name"])
     except ConfigError as e:
@@ -290,11 +296,11 @@ class TorchImageGenerator(ImageGenerator):
         from safetensors.torch import load_file
 
         d = Path(directory)
+        cfg = read_config(d)
         try:
-            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
             weights = load_file(str(d / "weights.safetensors"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"{d}: not a saved generator ({e})") from None
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise ModelError(f"{d}: unreadable generator weights ({e})") from None
         obj = cls(**cfg["params"])
         obj.name = cfg.get("name", cls.name)
         torch.manual_seed(obj.seed)

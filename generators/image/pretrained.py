@@ -21,7 +21,7 @@ import numpy as np
 from detect.errors import ConfigError, ModelError
 from detect.types import Provenance
 
-from .base import GENERATOR_SCHEMA, ImageGenerator, file_sha256, sample_seed
+from .base import GENERATOR_SCHEMA, ImageGenerator, file_sha256, read_config, sample_seed
 
 
 def tree_sha256(root: Path) -> str:
@@ -165,13 +165,9 @@ class PretrainedPipeline(ImageGenerator):
 
     @classmethod
     def load(cls, directory: str | Path) -> PretrainedPipeline:
-        d = Path(directory)
-        try:
-            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"{d}: not a saved generator ({e})") from None
+        cfg = read_config(Path(directory))
         obj = cls(**cfg["params"]).prepare()
         if cfg.get("checkpoint_sha256") and obj.checkpoint_sha256_ != cfg["checkpoint_sha256"]:
-            print(f"unmask: warning: {obj.model} changed since {d} was written "
+            print(f"unmask: warning: {obj.model} changed since {directory} was written "
                   "(its files hash differently)", file=sys.stderr)
         return obj
