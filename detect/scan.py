@@ -91,6 +91,8 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
     f.verdict = primary["verdict"]
     f.score, f.threshold, f.target_fpr = primary["score"], primary["threshold"], \
         primary["target_fpr"]
+    if f.verdict == "error":
+        f.error = f"{item.path}: {usable[0].name} returned a non-finite score"
     return f
 
 

@@ -79,8 +79,13 @@ class Sample:
 
 
 def _finite(x: Any) -> Any:
+    """JSON has no NaN or infinity: write null instead, at any depth, so a record never fails."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
     return x
 
 

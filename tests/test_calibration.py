@@ -166,3 +166,15 @@ def test_realised_fpr_on_fresh_reals_matches_target():
         assert lo <= realised <= hi, (target, realised)
         # and on the calibration reals themselves the rate is never above target
         assert (calib_real > cal.threshold).mean() <= target
+
+
+def test_finding_json_never_fails_on_non_finite_numbers():
+    import json
+
+    from detect.types import Finding
+
+    f = Finding(path="x.png", verdict="error", score=float("nan"),
+                detectors={"d": {"score": float("inf"), "tiles": [1.0, float("-inf")]}})
+    d = json.loads(f.to_json())
+    assert d["score"] is None and d["detectors"]["d"]["score"] is None
+    assert d["detectors"]["d"]["tiles"] == [1.0, None]
