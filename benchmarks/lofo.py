@@ -49,7 +49,10 @@ def train_fold(names: list[str], train: Corpus, work: Path, retrain: bool) -> li
         d = work / name
         dirs.append(d)
         if (d / "config.json").exists() and not retrain:
-            continue
+            done = json.loads((d / "config.json").read_text()).get("trained_on") or {}
+            if done.get("content_hash") == train.content_hash:
+                continue  # trained on exactly this fold before
+            print(f"lofo: {d} was trained on other data; retraining", file=sys.stderr)
         t0 = time.time()
         if name == "fusion-lofo":  # fuse this fold's own members, never the shipped ones
             members = [str(work / n) for n in names if n != "fusion-lofo"]

@@ -99,6 +99,18 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
             sample.provenance.transforms = sample.provenance.transforms + done
         writer.add(sample, split, key)
 
+    families = []
+    for syn in recipe["synthetic"]:
+        fam = syn.get("params", {}).get("family") or getattr(
+            generators.get_class(syn["generator"]), "family", None)
+        families.append(fam)
+    unknown = held_out - set(families)
+    if unknown:
+        raise ConfigError(f"{recipe_path}: held_out_families names {sorted(unknown)}, but the "
+                          f"recipe's generators are of families {sorted(set(families))}")
+    if families and set(families) <= held_out:
+        raise ConfigError(f"{recipe_path}: held_out_families holds out every family; "
+                          "training would see no synthetic items")
     pools: dict[str, list[np.ndarray]] = {}
     for ri, real in enumerate(recipe["real"]):
         plist = photos(real["source"], limit=real.get("limit"))
@@ -147,7 +159,7 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
         todo = [i for i in range(n) if not writer.has(f"synthetic:{si}:{i}")]
         bar = tqdm(total=n, initial=n - len(todo), desc=f"generate {gname}", file=sys.stderr,
                    disable=not progress, leave=False)
-        for i, sample in gen.generate_indices(todo, sseed):
+        for i, sample in gen.generate_indices(todo, sseed, total=n):
             # a held-out family is only ever tested on: detectors trained here never see it
             split = "test" if family in held_out else _fake_split(i, fractions, seed)
             add(sample, split, f"synthetic:{si}:{i}")
@@ -162,7 +174,10 @@ def _trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.
     from .image.base import load_generator
 
     if (gdir / "model" / "config.json").exists():
-        return load_generator(gdir / "model")
+        gen = load_generator(gdir / "model")
+        if not (gdir / "quality.json").exists():  # interrupted between save and report
+            report_generator(gen, pool, gdir, seed)
+        return gen
     gen = generators.create(gname, **params)
     if getattr(gen, "trainable", True):
         gen.fit(pool, workdir=gdir, progress=progress)

@@ -184,9 +184,22 @@ def assign_splits(keys: list[str], fractions: dict[str, float], seed: int) -> di
     """
     order = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
     names = [s for s, f in fractions.items() if f > 0]
+    if len(order) < len(names):
+        raise ConfigError(f"{len(order)} photo(s) cannot fill {len(names)} splits; every split "
+                          "needs a photo of its own")
     total = sum(fractions[s] for s in names)
     counts = [max(1, round(len(order) * fractions[s] / total)) for s in names]
     counts[0] = max(1, len(order) - sum(counts[1:]))
+    if sum(counts) != len(order):  # rounding over-allocated: largest remainder, >= 1 each
+        quota = [len(order) * fractions[s] / total for s in names]
+        counts = [1] * len(names)
+        rest = len(order) - len(names)
+        extra = [max(0.0, q - 1) for q in quota]
+        base = [int(e) for e in extra]
+        counts = [c + b for c, b in zip(counts, base, strict=True)]
+        rest -= sum(base)
+        for j in sorted(range(len(names)), key=lambda j: -(extra[j] - base[j]))[:max(rest, 0)]:
+            counts[j] += 1
     out: dict[str, str] = {}
     i = 0
     for s, c in zip(names, counts, strict=True):

@@ -260,16 +260,29 @@ def test_postprocess_applies_to_both_classes_and_held_out_family_is_test_only(tm
     from conftest import TINY_RECIPE
 
     text = TINY_RECIPE.read_text().replace('seed = 11', 'seed = 11\nheld_out_families = ["gan"]')
-    text += '\n[[postprocess]]\nop = "jpeg"\nquality = 80\n'
     recipe = tmp_path / "r.toml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match="holds out every family"):
+        build(recipe, tmp_path / "all-held", progress=False)
+    text += '\n[[synthetic]]\ngenerator = "vae-test"\ncount = 40\n'
+    text += '\n[[postprocess]]\nop = "jpeg"\nquality = 80\n'
     recipe.write_text(text)
     c = Corpus.open(build(recipe, tmp_path / "c", progress=False).root)
     for r in c.records:
         assert r.provenance["transforms"] == [{"op": "jpeg", "quality": 80}]
         assert r.path.endswith(".png")
-    assert {r.split for r in c.records if r.label == 1} == {"test"}
+    fam = {r.provenance["params"]["family"] for r in c.records if r.label == 1}
+    assert fam == {"gan", "vae"}
+    assert {r.split for r in c.records
+            if r.label == 1 and r.provenance["params"]["family"] == "gan"} == {"test"}
+    assert {r.split for r in c.records
+            if r.label == 1 and r.provenance["params"]["family"] == "vae"} >= {"train", "calib"}
     assert {r.split for r in c.records if r.label == 0} == {"train", "calib", "test"}
     assert c.header["held_out_families"] == ["gan"]
+    typo = TINY_RECIPE.read_text().replace("seed = 11", 'seed = 11\nheld_out_families = ["gam"]')
+    (tmp_path / "typo.toml").write_text(typo)
+    with pytest.raises(ConfigError, match="held_out_families names"):
+        build(tmp_path / "typo.toml", tmp_path / "t", progress=False)
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY_RECIPE.read_text() + '\n[[postprocess]]\nop = "sharpen"\n')
     with pytest.raises(ConfigError, match="postprocess"):
@@ -321,3 +334,15 @@ def test_broken_generator_folders_are_refused(trained, tmp_path):
     (bad / "config.json").write_text(json.dumps({**cfg, "name": "no-such-generator"}))
     with pytest.raises(ModelError, match="unknown generator"):
         load_generator(bad)
+
+
+@pytest.mark.parametrize("name", TEST_GENERATORS)
+def test_resumed_generation_makes_the_same_bytes(name, trained):
+    """A build interrupted after any item regenerates the rest bit for bit."""
+    gen, _ = trained[name]
+    n = gen.sample_batch_size() + 5
+    full = {i: s.content for i, s in gen.generate_indices(range(n), 3, total=n)}
+    for cut in (1, n - 3):
+        rest = dict((i, s.content) for i, s in gen.generate_indices(range(cut, n), 3, total=n))
+        assert sorted(rest) == list(range(cut, n))
+        assert all(np.array_equal(rest[i], full[i]) for i in rest), (name, cut)

@@ -44,6 +44,13 @@ def test_photos_are_split_whole():
     s = assign_splits(names, {"train": 0.6, "calib": 0.2, "test": 0.2}, 1)
     assert sorted(s.values()).count("train") == 6 and set(s.values()) == {"train", "calib", "test"}
     assert s == assign_splits(names, {"train": 0.6, "calib": 0.2, "test": 0.2}, 1)
+    # rounding never leaves a split without photos
+    for n, fr in ((3, (0.1, 0.6, 0.3)), (4, (0.1, 0.7, 0.2)), (7, (0.8, 0.1, 0.1))):
+        got = assign_splits([f"p{i}" for i in range(n)],
+                            dict(zip(("train", "calib", "test"), fr, strict=True)), 0)
+        assert set(got.values()) == {"train", "calib", "test"} and len(got) == n
+    with pytest.raises(ConfigError, match="cannot fill"):
+        assign_splits(["a", "b"], {"train": 0.6, "calib": 0.2, "test": 0.2}, 0)
 
 
 def test_dcgan_learns_and_samples_deterministically(skimage_patches, tmp_path):

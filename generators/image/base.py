@@ -86,15 +86,30 @@ class ImageGenerator(HasParams):
 
     def generate(self, n: int, seed: int, start: int = 0) -> Iterator[tuple[int, Sample]]:
         """Samples ``start .. start+n-1``; each is (index, Sample) and stamped with provenance."""
-        return self.generate_indices(range(start, start + n), seed)
+        return self.generate_indices(range(start, start + n), seed, total=start + n)
 
-    def generate_indices(self, indices: Iterable[int], seed: int) -> Iterator[tuple[int, Sample]]:
-        idx = list(indices)
+    def generate_indices(self, indices: Iterable[int], seed: int,
+                         total: int | None = None) -> Iterator[tuple[int, Sample]]:
+        """Samples for ``indices``, always computed in the same aligned blocks.
+
+        Batch size can move a sample's pixels by a rounding step, so every index is sampled in
+        the block ``[k*B, min((k+1)*B, total))`` whatever was asked: a resumed build then makes
+        exactly the bytes an unbroken one made.
+        """
+        wanted = sorted(set(indices))
         batch = self.sample_batch_size()
-        for b in range(0, len(idx), batch):
-            chunk = idx[b:b + batch]
-            for i, arr in zip(chunk, self.sample_array(chunk, seed), strict=True):
-                yield i, Sample(np.ascontiguousarray(arr), "image", 1, self.provenance(i, seed))
+        end = total if total is not None else (max(wanted) + 1 if wanted else 0)
+        blocks: dict[int, list[int]] = {}
+        for i in wanted:
+            blocks.setdefault(i // batch, []).append(i)
+        for k, want in sorted(blocks.items()):
+            block = list(range(k * batch, min((k + 1) * batch, max(end, want[-1] + 1))))
+            arrs = self.sample_array(block, seed)
+            keep = set(want)
+            for i, arr in zip(block, arrs, strict=True):
+                if i in keep:
+                    yield i, Sample(np.ascontiguousarray(arr), "image", 1,
+                                    self.provenance(i, seed))
 
     # -- persistence -------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
