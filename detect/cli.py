@@ -189,7 +189,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             report["heatmap"] = str(heatmap_png(item.content, report, a.heatmap))
         else:
             _log(f"no heat map for {item.modality} input")
-    text = json.dumps(report, indent=2, allow_nan=False)
+    from .types import _finite
+
+    text = json.dumps(_finite(report), indent=2, allow_nan=False)
     if a.output:
         Path(a.output).write_text(text + "\n", encoding="utf-8")
     print(text)
