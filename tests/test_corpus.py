@@ -45,6 +45,14 @@ def _interrupt(w: CorpusWriter) -> None:
     w._fh.close()
 
 
+def _interrupted_build(root, samples) -> list:
+    """Write ``samples`` (key, sample, split) into a fresh writer, then kill the build."""
+    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
+    recs = [w.add(sample, split, key) for key, sample, split in samples]
+    _interrupt(w)
+    return recs
+
+
 # ----------------------------------------------------------------------------- round trip
 
 
@@ -148,10 +156,7 @@ def test_content_hash_changes_with_content(tmp_path):
 def test_resume_keeps_records(tmp_path):
     root = tmp_path / "c"
     samples = _samples()
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    for key, sample, split in samples[:3]:
-        w.add(sample, split, key)
-    _interrupt(w)
+    _interrupted_build(root, samples[:3])
     with pytest.raises(ConfigError, match="missing corpus.json"):
         Corpus.open(root)  # an unfinished build is refused
 
@@ -193,10 +198,7 @@ def test_other_recipe_or_seed_on_same_folder_is_refused(tmp_path, recipe, seed):
 
 def test_other_recipe_refused_after_interrupted_build(tmp_path):
     root = tmp_path / "c"
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    key, sample, split = _samples()[0]
-    w.add(sample, split, key)
-    _interrupt(w)
+    _interrupted_build(root, _samples()[:1])
     with pytest.raises(ConfigError):
         CorpusWriter(root, name="unit", recipe={**RECIPE, "items": 99}, seed=SEED + 1)
 
@@ -220,10 +222,7 @@ def test_duplicate_bytes_are_skipped_and_counted(tmp_path):
 def test_torn_last_manifest_line_is_recovered(tmp_path):
     root = tmp_path / "c"
     samples = _samples()
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    for key, sample, split in samples[:2]:
-        w.add(sample, split, key)
-    _interrupt(w)
+    _interrupted_build(root, samples[:2])
     manifest = root / "manifest.jsonl"
     with open(manifest, "a", encoding="utf-8") as f:
         f.write('{"schema": "unmask.sample/1", "id": "ab')  # killed mid-write
@@ -242,9 +241,7 @@ def test_torn_last_manifest_line_is_recovered(tmp_path):
 def test_resume_drops_records_whose_file_vanished(tmp_path):
     root = tmp_path / "c"
     samples = _samples()
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    recs = [w.add(s, sp, k) for k, s, sp in samples[:3]]
-    _interrupt(w)
+    recs = _interrupted_build(root, samples[:3])
     (root / recs[1].path).unlink()
     w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
     assert not w.has(samples[1][0])
@@ -254,10 +251,7 @@ def test_resume_drops_records_whose_file_vanished(tmp_path):
 
 def test_malformed_middle_line_stops_resume_with_config_error(tmp_path):
     root = tmp_path / "c"
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    for key, sample, split in _samples()[:2]:
-        w.add(sample, split, key)
-    _interrupt(w)
+    _interrupted_build(root, _samples()[:2])
     manifest = root / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     obj = json.loads(lines[0])
@@ -269,10 +263,7 @@ def test_malformed_middle_line_stops_resume_with_config_error(tmp_path):
 
 def test_non_json_middle_line_on_resume_is_config_error(tmp_path):
     root = tmp_path / "c"
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
-    key, sample, split = _samples()[0]
-    w.add(sample, split, key)
-    _interrupt(w)
+    _interrupted_build(root, _samples()[:1])
     manifest = root / "manifest.jsonl"
     manifest.write_text("{not json\n" + manifest.read_text())
     with pytest.raises(ConfigError):
@@ -281,11 +272,10 @@ def test_non_json_middle_line_on_resume_is_config_error(tmp_path):
 
 def test_resume_with_unicode_line_separator_in_provenance(tmp_path):
     root = tmp_path / "c"
-    w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
     img = np.zeros((8, 8, 3), np.uint8)
-    w.add(Sample(img, "image", 0, Provenance("real", source="a\u2028b")), "train", "k0")
-    w.add(Sample(img + 1, "image", 1, Provenance("synthetic")), "train", "k1")
-    _interrupt(w)
+    _interrupted_build(root, [
+        ("k0", Sample(img, "image", 0, Provenance("real", source="a\u2028b")), "train"),
+        ("k1", Sample(img + 1, "image", 1, Provenance("synthetic")), "train")])
     w = CorpusWriter(root, name="unit", recipe=RECIPE, seed=SEED)
     assert w.has("k0") and w.has("k1")
 
