@@ -174,17 +174,16 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from .inspect import inspect_file
-    from .media import Limits
+    from .inspect import inspect_item
+    from .media import Limits, load
     from .scan import load_detectors
 
     detectors = load_detectors(a.detector, a.model)
-    report = inspect_file(a.file, detectors, limits=Limits(), target_fpr=a.target_fpr)
+    item = load(a.file, Limits())
+    report = inspect_item(item, detectors, target_fpr=a.target_fpr)
     if a.heatmap:
         from .inspect import heatmap_png
-        from .media import load
 
-        item = load(a.file)
         if item.modality == "image":
             report["heatmap"] = str(heatmap_png(item.content, report, a.heatmap))
         else:

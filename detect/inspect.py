@@ -47,7 +47,12 @@ def _all_tiles(det: Any, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
                  target_fpr: float | None = None) -> dict[str, Any]:
-    item = load(path, limits)
+    return inspect_item(load(path, limits), detectors, target_fpr=target_fpr)
+
+
+def inspect_item(item: Any, detectors: list[Any], *,
+                 target_fpr: float | None = None) -> dict[str, Any]:
+    """The report for an item already loaded (so a caller that also draws it decodes once)."""
     report: dict[str, Any] = {
         "schema": INSPECT_SCHEMA, "path": item.path, "sha256": item.sha256,
         "modality": item.modality, "format": item.format, "size_bytes": item.size_bytes,

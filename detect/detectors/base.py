@@ -133,7 +133,12 @@ class Detector(HasParams):
         self._check_fitted()
         if target_fpr is None or math.isclose(target_fpr, self.calibration_.target_fpr):
             return self.calibration_
-        return Calibration.fit(self.calib_scores_, self.calib_labels_, target_fpr)
+        # a scan asks once per file: derive each FPR's rule once per set of calibration scores
+        key = (target_fpr, id(self.calib_scores_))
+        cache = self.__dict__.setdefault("_calibration_cache", {})
+        if key not in cache:
+            cache[key] = Calibration.fit(self.calib_scores_, self.calib_labels_, target_fpr)
+        return cache[key]
 
     @property
     def threshold_(self) -> float:
