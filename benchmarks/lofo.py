@@ -7,9 +7,15 @@ only be a test family. The fold holding out the recipe's held-out family is also
 JPEG 95..30, resize 0.5..1.5, crop, blur and noise, applied to real and fake alike.
 
     python benchmarks/lofo.py --corpus runs/families --out benchmarks/results/lofo \\
-        [--detectors cnn-resnet10t-slim npr-resnet10t-slim spectrum-logreg fusion-lofo]
+        [--detectors cnn-resnet10t-slim recon-vae recon-vae@whitebox fusion-lofo ...]
 
 Writes lofo.json, lofo.md and roc-<family>.png; models go to --work (default runs/lofo).
+
+Recon detectors train their reconstructor once on the corpus' real train images (it never sees
+a fake) and share it across folds. ``recon-*@whitebox`` instead reconstructs through the very
+generator that made the corpus' fakes of the recon family; it runs only in the fold holding
+that family out, and is reported as the white-box bound, not as generalisation. ``fusion-lofo``
+fuses the fold's own non-white-box members.
 """
 
 from __future__ import annotations
@@ -43,7 +49,70 @@ def fold(corpus: Corpus, held: str) -> tuple[Corpus, Corpus]:
     return train, test
 
 
-def train_fold(names: list[str], train: Corpus, work: Path, retrain: bool) -> list[Path]:
+def shared_reconstructor(name: str, corpus: Corpus, work: Path) -> Path:
+    """Train a recon detector's reconstructor once on the corpus' real train images.
+
+    Every fold has the same real train images (only fakes are left out), so each fold would
+    train the same model; it never sees a fake, so sharing it leaks nothing about the held-out
+    family. Different seed from the corpus' own generators: a model of the family, not the one
+    that made the fakes."""
+    import numpy as np
+
+    from detect.detectors.base import as_image
+
+    d = work / "reconstructors" / name
+    if (d / "config.json").exists():
+        return d
+    det = detectors.create(name)
+    real = corpus.split("train").filter(lambda r: r.label == 0 and r.modality == "image")
+    t0 = time.time()
+    det._prepare_reconstructor([as_image(it) for it in real.iter_items()],
+                               np.random.default_rng(det.seed))
+    det.gen_.save(d)
+    print(f"lofo: trained the {name} reconstructor in {time.time() - t0:.0f} s -> {d}",
+          file=sys.stderr)
+    return d
+
+
+def corpus_generator(corpus: Corpus, family: str) -> Path | None:
+    """The folder of the model that made the corpus' ``family`` fakes (white-box recon)."""
+    for key, g in (corpus.header.get("generators") or {}).items():
+        if g.get("family") == family and (corpus.root / "generators" / key / "model").is_dir():
+            return corpus.root / "generators" / key / "model"
+    return None
+
+
+def recon_family(name: str) -> str | None:
+    """The generator family of a recon detector's registered reconstructor (else None)."""
+    from detect.registry import generators
+
+    base = name.removesuffix("@whitebox")
+    if not base.startswith("recon-"):
+        return None
+    det = detectors.create(base)
+    ref = det.reconstructor
+    if not ref.startswith("train:"):
+        return None
+    return generators.create(ref.removeprefix("train:"), **det.reconstructor_params).family
+
+
+def create(name: str, corpus: Corpus, work: Path, members: list[str]) -> Any:
+    if name == "fusion-lofo":  # fuse this fold's own members, never the shipped ones
+        return detectors.create("fusion", members=members)
+    if name.endswith("@whitebox"):  # recon through the very model that made the fakes
+        base, family = name.removesuffix("@whitebox"), recon_family(name)
+        gdir = corpus_generator(corpus, family)
+        if gdir is None:
+            raise SystemExit(f"lofo: {name}: the corpus has no {family} generator folder")
+        return detectors.create(base, reconstructor=str(gdir))
+    if name.startswith("recon-"):
+        return detectors.create(name, reconstructor=str(shared_reconstructor(name, corpus,
+                                                                             work.parent)))
+    return detectors.create(name)
+
+
+def train_fold(names: list[str], train: Corpus, work: Path, retrain: bool,
+               corpus: Corpus) -> list[Path]:
     dirs = []
     for name in names:
         d = work / name
@@ -54,11 +123,9 @@ def train_fold(names: list[str], train: Corpus, work: Path, retrain: bool) -> li
                 continue  # trained on exactly this fold before
             print(f"lofo: {d} was trained on other data; retraining", file=sys.stderr)
         t0 = time.time()
-        if name == "fusion-lofo":  # fuse this fold's own members, never the shipped ones
-            members = [str(work / n) for n in names if n != "fusion-lofo"]
-            det = detectors.create("fusion", members=members)
-        else:
-            det = detectors.create(name)
+        members = [str(work / n) for n in names
+                   if n != "fusion-lofo" and not n.endswith("@whitebox")]
+        det = create(name, corpus, work, members)
         det.fit(train).save(d)
         print(f"lofo: trained {name} in {time.time() - t0:.0f} s -> {d}", file=sys.stderr)
     return dirs
@@ -70,8 +137,10 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/lofo")
     ap.add_argument("--work", default="runs/lofo")
     ap.add_argument("--detectors", nargs="+",
-                    default=["cnn-resnet10t-slim", "npr-resnet10t-slim", "spectrum-logreg",
-                             "fusion-lofo"])
+                    default=["cnn-resnet10t-slim", "cnn-resnet10t-slim-aug",
+                             "npr-resnet10t-slim", "npr-resnet10t-slim-aug", "spectrum-logreg",
+                             "recon-vae", "recon-diffusion", "recon-vae@whitebox",
+                             "recon-diffusion@whitebox", "fusion-lofo"])
     ap.add_argument("--retrain", action="store_true")
     a = ap.parse_args()
     corpus = Corpus.open(a.corpus)
@@ -85,7 +154,9 @@ def main() -> None:
         trained_on = sorted({f for r in train.records if (f := family_of(r))})
         if not trained_on:
             continue
-        dirs = train_fold(a.detectors, train, work / f"without-{held}", a.retrain)
+        # a white-box recon row only where its reconstructor's family is the held-out one
+        names = [n for n in a.detectors if not n.endswith("@whitebox") or recon_family(n) == held]
+        dirs = train_fold(names, train, work / f"without-{held}", a.retrain, corpus)
         items = test.items
         labels = test.labels
         conditions = [("clean", None)]

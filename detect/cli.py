@@ -240,7 +240,12 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
         _log(f"[2/4] training {name} ({i + 1}/{len(a.detectors)})")
         trained_any = True
         t0 = time.time()
-        det = registry.create(name, target_fpr=a.target_fpr).fit(Corpus.open(out / "corpus"))
+        kwargs: dict[str, Any] = {"target_fpr": a.target_fpr}
+        if registry.entry(name).target.endswith(":FusionDetector"):
+            # fuse this run's own members (trained above), not whatever ships already
+            kwargs["members"] = [str(out / "models" / n) for n in a.detectors
+                                 if not registry.entry(n).target.endswith(":FusionDetector")]
+        det = registry.create(name, **kwargs).fit(Corpus.open(out / "corpus"))
         det.save(mdir)
         _log(f"      {name}: threshold {det.threshold_:.4g} at FPR {a.target_fpr:g}, "
              f"{time.time() - t0:.0f} s")
@@ -323,11 +328,18 @@ def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corp
 
     test = corpus.split("test")
 
+    fused = []
     for mdir in model_dirs:
         dest = MODELS_DIR / mdir.name
+        if (mdir / "members").is_dir():
+            fused.append(mdir)
+            continue
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(mdir, dest)
+    for mdir in fused:
+        # a fusion of this run's models ships referring to them by name, never as copies
+        _reship_fusion(mdir, MODELS_DIR / mdir.name, MODELS_DIR)
     (MODELS_DIR / "defaults.json").write_text(json.dumps(
         {"schema": "unmask.defaults/1", "image": list(names),
          "recipe": str(Path(recipe).resolve().relative_to(REPO_ROOT))
@@ -348,6 +360,28 @@ def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corp
         {"schema": "unmask.holdout/1", "corpus_hash": corpus.content_hash, "split": "test",
          "labels": labels}, indent=2) + "\n")
     _log(f"updated shipped default models in {MODELS_DIR} and the hold-out sample in {hold}")
+
+
+def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
+    from .detectors.base import load_detector
+    from .errors import ConfigError
+
+    det = load_detector(src)
+    names = [m.name for m in det.members_]
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    for i, name in enumerate(names):
+        if not (models_dir / name / "config.json").is_file():
+            raise ConfigError(f"{src}: fusion member {name} is not among the shipped models")
+        a, b = src / "members" / str(i), models_dir / name
+        if (a / "weights.safetensors").read_bytes() != (b / "weights.safetensors").read_bytes():
+            raise ConfigError(f"{src}: member {i} differs from the shipped {name}")
+    cfg["params"]["members"] = names
+    cfg["state"]["members"] = names
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copy(src / "weights.safetensors", dest / "weights.safetensors")
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
 # -- parser ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ content hash (over the canonical manifest) is the same for the same recipe and s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -120,10 +121,13 @@ def read_manifest(path: Path) -> list[Record]:
 class Corpus:
     """A read-only view of a corpus folder (or of one split / subset of it)."""
 
-    def __init__(self, root: Path, header: dict[str, Any], records: list[Record]):
+    def __init__(self, root: Path, header: dict[str, Any], records: list[Record],
+                 transforms: tuple[Any, ...] = ()):
         self.root = Path(root)
         self.header = header
         self.records = records
+        # image transforms applied on load, in order (a view: the files are never changed)
+        self.transforms = tuple(transforms)
 
     @classmethod
     def open(cls, root: str | Path, *, verify_files: bool = True,
@@ -159,7 +163,17 @@ class Corpus:
 
     # -- views --------------------------------------------------------------------------------
     def filter(self, pred: Callable[[Record], bool]) -> Corpus:
-        return Corpus(self.root, self.header, [r for r in self.records if pred(r)])
+        return Corpus(self.root, self.header, [r for r in self.records if pred(r)],
+                      self.transforms)
+
+    def map(self, transform: Any) -> Corpus:
+        """A view whose images pass through ``transform`` (an attack: a callable on HxWx3
+        uint8 with ``describe()``) on load: the same operation for real and fake alike. Its
+        ``content_hash`` covers the transform, so a model trained on it is not mistaken for
+        one trained on the plain corpus."""
+        if not callable(transform) or not hasattr(transform, "describe"):
+            raise ConfigError("Corpus.map needs an attack-like transform with describe()")
+        return Corpus(self.root, self.header, self.records, (*self.transforms, transform))
 
     def split(self, name: str) -> Corpus:
         if name not in SPLITS:
@@ -179,7 +193,12 @@ class Corpus:
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.records)
+        base = content_hash(self.records)
+        if not self.transforms:
+            return base
+        steps = [_canonical(t.describe()) for t in self.transforms]
+        return hashlib.sha256(_canonical({"corpus": base, "transforms": steps}).encode()
+                              ).hexdigest()
 
     def counts(self) -> dict[str, dict[str, int]]:
         c = Counter((r.split, "synthetic" if r.label else "real") for r in self.records)
@@ -192,7 +211,14 @@ class Corpus:
         from .media import load
 
         for p in self.paths:
-            yield load(p)
+            item = load(p)
+            if self.transforms and item.modality == "image":
+                img = item.content
+                for t in self.transforms:
+                    img = t(img)
+                item = dataclasses.replace(item, content=img, meta={
+                    **item.meta, "transforms": [t.describe() for t in self.transforms]})
+            yield item
 
     @property
     def items(self) -> list[Any]:

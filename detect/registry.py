@@ -134,9 +134,28 @@ detectors.register("npr-test", _CNN, "tiny NPR detector for tests", arch="test_r
 detectors.register("fusion", "detect.detectors.fusion:FusionDetector",
                    "logistic regression over other detectors' scores (members=[...])",
                    members=["cnn-resnet10t-slim", "spectrum-logreg"])
+detectors.register("fusion-maxp", "detect.detectors.fusion:FusionDetector",
+                   "the strongest member evidence: -log10 of the smallest calibrated p-value",
+                   members=["cnn-resnet10t-slim", "spectrum-logreg"], method="max-p")
 detectors.register("fusion-test", "detect.detectors.fusion:FusionDetector",
                    "tiny fusion for tests: trains its members", target_fpr=0.05,
                    members=["train:spectrum-test", "train:npr-test"])
+_AUG = {"blur_prob": 0.5, "jpeg_prob": 0.5}  # CNNDetection's "Blur+JPEG (0.5)"
+detectors.register("cnn-resnet10t-slim-aug", _CNN, "slim resnet10t trained with blur + JPEG "
+                   "augmentation (p=0.5 each)", arch="resnet10t", timm_kwargs=_SLIM, **_AUG)
+detectors.register("npr-resnet10t-slim-aug", _CNN, "NPR slim resnet10t trained with blur + JPEG "
+                   "augmentation (p=0.5 each)", arch="resnet10t", timm_kwargs=_SLIM,
+                   residual="npr", **_AUG)
+_RECON = "detect.detectors.recon:ReconDetector"
+detectors.register("recon-vae", _RECON, "reconstruction error through a VAE trained on the real "
+                   "train images (AEROBLADE idea)", reconstructor="train:vae",
+                   reconstructor_params={"steps": 1500})
+detectors.register("recon-diffusion", _RECON, "noise-prediction error of a pixel diffusion model "
+                   "trained on the real train images (DIRE idea, one step per timestep)",
+                   reconstructor="train:diffusion-ddim",
+                   reconstructor_params={"steps": 2000, "lr": 0.0005})
+detectors.register("recon-test", _RECON, "tiny recon detector for tests",
+                   reconstructor="train:vae-test", reconstructor_pool=256, max_train=400)
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
                    epochs=2, batch_size=32)
 

@@ -36,7 +36,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_leave_one_family_out(two_family_corpus, tmp_path):
     out = tmp_path / "lofo"
     run("benchmarks/lofo.py", "--corpus", str(two_family_corpus.root), "--out", str(out),
-        "--work", str(tmp_path / "work"), "--detectors", "spectrum-test")
+        "--work", str(tmp_path / "work"), "--detectors", "spectrum-test", "recon-test",
+        "recon-test@whitebox")
     res = json.loads((out / "lofo.json").read_text())
     assert res["held_out_by_recipe"] == ["vae"] and res["families"] == ["gan", "vae"]
     clean = {r["held_out"]: r for r in res["rows"] if r["condition"] == "clean"}
@@ -49,6 +50,36 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
         assert 0.0 <= r["auroc"] <= 1.0 and r["n_real"] > 0 and r["n_synthetic"] > 0
     assert (out / "roc-vae.png").stat().st_size > 5000
     assert "| vae | gan | spectrum-test | clean |" in (out / "lofo.md").read_text()
+    # recon: its reconstructor is trained once on real train images and shared by the folds;
+    # the white-box row reconstructs through the very VAE that made the held-out fakes
+    assert (tmp_path / "work" / "reconstructors" / "recon-test" / "config.json").is_file()
+    labels = {r["label"] for r in res["rows"] if r["held_out"] == "vae"}
+    assert {"spectrum-test", "recon-test", "recon-test@whitebox"} <= labels
+    wb = json.loads((tmp_path / "work" / "without-vae" / "recon-test@whitebox" /
+                     "config.json").read_text())
+    assert wb["params"]["reconstructor"].endswith("model")
+    assert wb["state"]["reconstructor"]["params"]["seed"] != \
+        json.loads((tmp_path / "work" / "reconstructors" / "recon-test" / "config.json")
+                   .read_text())["params"]["seed"]
+
+
+def test_format_bias_control(tiny_corpus, tmp_path):
+    out = tmp_path / "fb"
+    run("benchmarks/format_bias.py", "--corpus", str(tiny_corpus.root), "--out", str(out),
+        "--work", str(tmp_path / "work"), "--detectors", "spectrum-test")
+    res = json.loads((out / "format_bias.json").read_text())
+    conds = [r["condition"] for r in res["rows"]]
+    assert conds == ["as stored", "as stored -> re-encoded", "control"]
+    assert res["control"] == {"attack": "jpeg", "quality": 90, "subsampling": "4:4:4"}
+    assert sum(res["origin_formats"]["real"].values()) == \
+        sum(1 for r in tiny_corpus.records if r.label == 0)
+    # the control model was trained on re-encoded items: its recorded corpus hash says so
+    ctl = json.loads((tmp_path / "work" / "control" / "spectrum-test" / "config.json")
+                     .read_text())
+    plain = json.loads((tmp_path / "work" / "as-stored" / "spectrum-test" / "config.json")
+                       .read_text())
+    assert ctl["trained_on"]["content_hash"] != plain["trained_on"]["content_hash"]
+    assert "| spectrum-test |" in (out / "format_bias.md").read_text()
 
 
 def test_fusion_of_shipped_models_stores_them_by_name(tiny_corpus, tmp_path):

@@ -447,3 +447,22 @@ def test_replaced_item_bytes_are_detected(built):
     Corpus.open(built)  # the cheap default checks presence only
     with pytest.raises(ConfigError, match="does not match its id"):
         Corpus.open(built, verify_hashes=True)
+
+
+def test_map_transforms_images_on_load_without_touching_files(built):
+    from benchmarks.attacks import JPEG
+
+    corpus = Corpus.open(built)
+    before = {p: p.read_bytes() for p in corpus.paths}
+    jpeg = JPEG(quality=40)
+    view = corpus.map(jpeg)
+    assert view.content_hash != corpus.content_hash  # a model trained on it says so
+    assert view.map(jpeg).content_hash != view.content_hash
+    assert view.split("train").transforms == (jpeg,)  # views keep the transform
+    plain, mapped = corpus.items[0], view.items[0]
+    assert mapped.content.shape == plain.content.shape
+    np.testing.assert_array_equal(mapped.content, jpeg(plain.content))
+    assert mapped.meta["transforms"] == [jpeg.describe()] and mapped.sha256 == plain.sha256
+    assert {p: p.read_bytes() for p in corpus.paths} == before
+    with pytest.raises(ConfigError, match="describe"):
+        corpus.map(lambda img: img)

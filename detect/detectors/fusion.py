@@ -6,6 +6,13 @@ were fitted on the train split, so their train-split scores are optimistic: the 
 are learned on one half of the calib split and the fused threshold is calibrated on the other
 half (stratified, seeded). A saved fusion model is self-contained: its members are saved inside
 it under ``members/<i>/`` (each again config.json + weights.safetensors).
+
+``method="max-p"`` learns no weights: each member's score becomes an empirical p-value against
+the real items of that member's own calibration split, and the fused score is the strongest
+evidence, ``-log10(min p)``. A logistic regression learns which member best separates the
+generator families it was shown, and can mute the one member that would have caught a new
+family; the max-p rule lets any member raise the alarm (its threshold is still calibrated on
+the fusion's calib half, so the stated FPR holds).
 """
 
 from __future__ import annotations
@@ -42,12 +49,26 @@ def _load_member(ref: str, corpus: Corpus | None = None) -> Detector:
                      f"({', '.join(shipped) or 'none'}) nor a model folder")
 
 
+METHODS = ("logreg", "max-p")
+
+
+def _real_tail(m: Detector) -> np.ndarray:
+    """A member's calibration scores of real items, sorted: its null distribution."""
+    real = np.sort(np.asarray(m.calib_scores_)[np.asarray(m.calib_labels_) == 0])
+    if real.size == 0:
+        raise ModelError(f"{m.name}: no real calibration scores to turn scores into p-values")
+    return real
+
+
 class FusionDetector(Detector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
-    def __init__(self, *, members: list[str] | None = None, C: float = 1.0,
-                 target_fpr: float = 0.01, seed: int = 0):
-        self.members, self.C, self.target_fpr, self.seed = list(members or []), C, target_fpr, seed
+    def __init__(self, *, members: list[str] | None = None, method: str = "logreg",
+                 C: float = 1.0, target_fpr: float = 0.01, seed: int = 0):
+        if method not in METHODS:
+            raise ConfigError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}")
+        self.members, self.method, self.C = list(members or []), method, C
+        self.target_fpr, self.seed = target_fpr, seed
 
     @property
     def patch(self) -> int:  # tiles follow the first member
@@ -68,6 +89,17 @@ class FusionDetector(Detector):
     def _member_scores(self, items: list[Any]) -> np.ndarray:
         return np.stack([m.score(items) for m in self._members()], axis=1)
 
+    def _combine(self, feats: np.ndarray) -> np.ndarray:
+        """(N, members) member scores -> fused scores."""
+        if self.method == "logreg":
+            return feats @ self.coef_ + self.intercept_
+        logp = []
+        for j, m in enumerate(self._members()):
+            real = _real_tail(m)
+            above = real.size - np.searchsorted(real, feats[:, j], side="left")
+            logp.append(np.log10((1.0 + above) / (1.0 + real.size)))
+        return -np.min(np.stack(logp, axis=1), axis=1)
+
     def fit(self, corpus: Corpus) -> FusionDetector:
         from sklearn.linear_model import LogisticRegression
 
@@ -82,10 +114,13 @@ class FusionDetector(Detector):
             idx = rng.permutation(np.flatnonzero(labels == lab))
             half[idx[: len(idx) // 2]] = True
         feats = self._member_scores(list(calib.iter_items()))
-        clf = LogisticRegression(C=self.C, max_iter=1000).fit(feats[half], labels[half])
-        self.coef_ = clf.coef_.ravel().astype(np.float64)
-        self.intercept_ = float(clf.intercept_[0])
-        scores = feats[~half] @ self.coef_ + self.intercept_
+        if self.method == "logreg":
+            clf = LogisticRegression(C=self.C, max_iter=1000).fit(feats[half], labels[half])
+            self.coef_ = clf.coef_.ravel().astype(np.float64)
+            self.intercept_ = float(clf.intercept_[0])
+        else:  # no weights to learn; one per member keeps the saved layout uniform
+            self.coef_, self.intercept_ = np.ones(feats.shape[1]), 0.0
+        scores = self._combine(feats[~half])
         self.calib_scores_ = scores
         self.calib_labels_ = labels[~half].astype(np.int64)
         self.calibration_ = Calibration.fit(scores, labels[~half], self.target_fpr)
@@ -95,14 +130,14 @@ class FusionDetector(Detector):
         return self
 
     def score(self, items: list[Any]) -> np.ndarray:
-        return self._member_scores(items) @ self.coef_ + self.intercept_
+        return self._combine(self._member_scores(items))
 
     def score_tiles(self, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
         per = [m.score_tiles(item) for m in self._members()]
         pos = per[0][1]
         if any(p != pos for _, p in per[1:]):
             raise ModelError(f"{self.name}: members tile differently; no fused heat map")
-        return np.stack([s for s, _ in per], axis=1) @ self.coef_ + self.intercept_, pos
+        return self._combine(np.stack([s for s, _ in per], axis=1)), pos
 
     def _member_refs(self) -> list[str]:
         """Shipped members are stored by name (the package has them); others are copied in."""

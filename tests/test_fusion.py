@@ -1,0 +1,38 @@
+"""Fusion rules: logistic regression and the weight-free max-p rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import metrics
+from detect.detectors.base import load_detector
+from detect.errors import ConfigError
+from detect.registry import detectors
+
+
+def test_max_p_is_the_strongest_member_evidence(trained_models, tiny_corpus, tmp_path):
+    members = [str(trained_models["spectrum-test"]), str(trained_models["npr-test"])]
+    fused = detectors.create("fusion-test", members=members, method="max-p").fit(tiny_corpus)
+    items = tiny_corpus.split("test").items
+    got = fused.score(items)
+    # by hand: each member's p-value against its own real calibration scores
+    logp = []
+    for m in (load_detector(p) for p in members):
+        real = m.calib_scores_[m.calib_labels_ == 0]
+        s = m.score(items)
+        logp.append(np.log10((1 + (real[None, :] >= s[:, None]).sum(1)) / (1 + real.size)))
+    np.testing.assert_allclose(got, -np.min(np.stack(logp, 1), 1), rtol=1e-9)
+    assert metrics.auroc(tiny_corpus.split("test").labels, got) > 0.6
+    real_calib = fused.calib_scores_[fused.calib_labels_ == 0]
+    assert (real_calib > fused.threshold_).mean() <= fused.target_fpr + 1e-9
+    again = load_detector(fused.save(tmp_path / "maxp"))
+    assert again.method == "max-p"
+    np.testing.assert_allclose(again.score(items), got, rtol=1e-9)
+    tile_scores, pos = again.score_tiles(items[0])
+    assert len(tile_scores) == len(pos) and np.all(np.isfinite(tile_scores))
+
+
+def test_unknown_fusion_method_is_refused():
+    with pytest.raises(ConfigError, match="max-p"):
+        detectors.create("fusion", method="vote")

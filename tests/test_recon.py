@@ -1,0 +1,76 @@
+"""The reconstruction detector: its reconstructors, its features and its saved form."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmarks import metrics
+from detect.detectors.base import load_detector
+from detect.errors import ConfigError, ModelError
+from detect.registry import detectors, generators
+
+
+def test_saved_model_carries_its_reconstructor(trained_models):
+    mdir = trained_models["recon-test"]
+    assert (mdir / "reconstructor" / "config.json").is_file()
+    assert (mdir / "reconstructor" / "weights.safetensors").is_file()
+    det = load_detector(mdir)
+    assert det.gen_.family == "vae" and det.patch == det.gen_.size == 16
+    assert len(det.coef_) == det.n_features == 7
+
+
+def test_vae_reconstructs_real_patches_better_than_noise(trained_models, tiny_corpus):
+    """The trained reconstructor learned: real photo patches reconstruct with a lower error than
+    uniform noise, which no model of photographs can explain."""
+    det = load_detector(trained_models["recon-test"])
+    real = np.stack([it.content for it in tiny_corpus.split("test").filter(
+        lambda r: r.label == 0).items])
+    noise = np.random.default_rng(0).integers(0, 256, real.shape, dtype=np.uint8)
+    err_real = det.features(real)[:, 0]
+    err_noise = det.features(noise)[:, 0]
+    assert np.median(err_real) < np.median(err_noise) - 1.0
+
+
+def test_diffusion_reconstructor_gives_one_feature_per_timestep(tiny_corpus, tmp_path):
+    det = detectors.create("recon-test", reconstructor="train:diffusion-test",
+                           timesteps=[50, 300], max_train=300)
+    det.fit(tiny_corpus)
+    assert det.gen_.family == "diffusion" and det.n_features == 3
+    test = tiny_corpus.split("test")
+    scores = det.score(test.items)
+    assert metrics.auroc(test.labels, scores) > 0.6
+    again = load_detector(det.save(tmp_path / "recon-diff"))
+    np.testing.assert_allclose(again.score(test.items[:8]), scores[:8], rtol=1e-5, atol=1e-5)
+
+
+def test_white_box_reconstructor_from_a_saved_generator(tiny_corpus, tmp_path):
+    gen = generators.create("vae-test", steps=30, seed=5)
+    real = np.stack([it.content for it in tiny_corpus.split("train").filter(
+        lambda r: r.label == 0).items])
+    gen.fit(real, progress=False).save(tmp_path / "vae")
+    det = detectors.create("recon-test", reconstructor=str(tmp_path / "vae")).fit(tiny_corpus)
+    assert det.gen_.get_params()["seed"] == 5  # the given model, not a newly trained one
+    assert det.patch == 16
+
+
+def test_reconstructor_must_be_a_vae_or_diffusion_model(tiny_corpus, tmp_path):
+    with pytest.raises(ConfigError, match="gan generator"):
+        detectors.create("recon-test", reconstructor="train:dcgan-test").fit(tiny_corpus)
+    with pytest.raises(ConfigError, match="neither train:NAME nor a saved generator"):
+        detectors.create("recon-test", reconstructor=str(tmp_path / "nowhere"))\
+            ._prepare_reconstructor([], np.random.default_rng(0))
+    gan_dir = tiny_corpus.root / "generators"
+    saved_gan = next(p / "model" for p in gan_dir.iterdir() if (p / "model").is_dir())
+    with pytest.raises(ConfigError, match="gan model"):
+        detectors.create("recon-test", reconstructor=str(saved_gan)).fit(tiny_corpus)
+
+
+def test_load_names_a_missing_reconstructor(trained_models, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(trained_models["recon-test"], bad)
+    shutil.rmtree(bad / "reconstructor")
+    with pytest.raises(ModelError, match="reconstructor/ folder"):
+        load_detector(bad)
