@@ -18,7 +18,8 @@ class Attack:
     name = "attack"
 
     def params(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # the registry's name and the runner's spec label an instance; they are not parameters
+        return {k: v for k, v in self.__dict__.items() if k not in ("name", "spec")}
 
     def describe(self) -> dict[str, Any]:
         return {"attack": self.name, **self.params()}

@@ -228,12 +228,16 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     corpus = build(a.recipe, out / "corpus", progress=not a.quiet)
     stage("corpus_s", t_start, corpus_done)
     _log(f"      {len(corpus)} items, hash {corpus.content_hash[:16]}, {corpus.counts()}")
-    model_dirs = []
     t_train = time.time()
     trained_any = False
-    for i, name in enumerate(a.detectors):
+
+    def is_fusion(n: str) -> bool:
+        return registry.entry(n).target.endswith(":FusionDetector")
+
+    model_dirs = [out / "models" / name for name in a.detectors]
+    # a fusion trains after the members it fuses, wherever it is listed
+    for i, name in enumerate(sorted(a.detectors, key=is_fusion)):
         mdir = out / "models" / name
-        model_dirs.append(mdir)
         if (mdir / "config.json").exists() and not a.retrain:
             _log(f"[2/4] {name}: already trained at {mdir}")
             continue
@@ -241,10 +245,8 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
         trained_any = True
         t0 = time.time()
         kwargs: dict[str, Any] = {"target_fpr": a.target_fpr}
-        if registry.entry(name).target.endswith(":FusionDetector"):
-            # fuse this run's own members (trained above), not whatever ships already
-            kwargs["members"] = [str(out / "models" / n) for n in a.detectors
-                                 if not registry.entry(n).target.endswith(":FusionDetector")]
+        if is_fusion(name):  # fuse this run's own members (trained above), not the shipped ones
+            kwargs["members"] = [str(out / "models" / n) for n in a.detectors if not is_fusion(n)]
         det = registry.create(name, **kwargs).fit(Corpus.open(out / "corpus"))
         det.save(mdir)
         _log(f"      {name}: threshold {det.threshold_:.4g} at FPR {a.target_fpr:g}, "

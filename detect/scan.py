@@ -58,7 +58,28 @@ def load_detectors(names: Iterable[str] = (), model_dirs: Iterable[str | Path] =
                              "--corpus DIR --out MODEL` and pass --model MODEL")
         out.append(load_detector(shipped[n]))
     out += [load_detector(d) for d in model_dirs]
+    _share_members(out)
     return out
+
+
+def _share_members(dets: list[Any]) -> None:
+    """A fusion whose member is also loaded on its own uses that very instance, so a scan
+    scores it once (``scan_item`` re-uses the member's score)."""
+    by_dir = {str(Path(d.model_dir_).resolve()): d for d in dets if getattr(d, "model_dir_", None)}
+    for d in dets:
+        members = getattr(d, "members_", None)
+        if members:
+            d.members_ = [by_dir.get(str(Path(m.model_dir_).resolve()), m) for m in members]
+
+
+def _score_one(det: Any, item: Any, memo: dict[int, float]) -> float:
+    members = getattr(det, "members_", None)
+    if members and all(id(m) in memo for m in members) and hasattr(det, "_combine"):
+        import numpy as np
+
+        return float(det._combine(np.array([[memo[id(m)] for m in members]]))[0])
+    memo[id(det)] = float(det.score([item])[0])
+    return memo[id(det)]
 
 
 def _provenance_hints(item: Any) -> dict[str, Any]:
@@ -80,9 +101,13 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
                    f"{', '.join(sorted({d.name for d in detectors}))})")
         return f
     primary = None
+    memo: dict[int, float] = {}
+    # members before the fusions that combine them, so each model scores the item once
+    order = sorted(usable, key=lambda d: bool(getattr(d, "members_", None)))
+    scores = {id(d): _score_one(d, item, memo) for d in order}
     for det in usable:
         cal = det.calibration_for(target_fpr)
-        score = float(det.score([item])[0])
+        score = scores[id(det)]
         res = {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
                "target_fpr": cal.target_fpr, "verdict": cal.verdict(score)}
         key = det.name if det.name not in f.detectors else f"{det.name}@{det.model_dir_}"

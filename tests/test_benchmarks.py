@@ -37,7 +37,7 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     out = tmp_path / "lofo"
     run("benchmarks/lofo.py", "--corpus", str(two_family_corpus.root), "--out", str(out),
         "--work", str(tmp_path / "work"), "--detectors", "spectrum-test", "recon-test",
-        "recon-test@whitebox")
+        "recon-test@whitebox", "fusion-lofo", "fusion-lofo-maxp")
     res = json.loads((out / "lofo.json").read_text())
     assert res["held_out_by_recipe"] == ["vae"] and res["families"] == ["gan", "vae"]
     clean = {r["held_out"]: r for r in res["rows"] if r["condition"] == "clean"}
@@ -54,7 +54,13 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     # the white-box row reconstructs through the very VAE that made the held-out fakes
     assert (tmp_path / "work" / "reconstructors" / "recon-test" / "config.json").is_file()
     labels = {r["label"] for r in res["rows"] if r["held_out"] == "vae"}
-    assert {"spectrum-test", "recon-test", "recon-test@whitebox"} <= labels
+    assert {"spectrum-test", "recon-test", "recon-test@whitebox", "fusion-lofo",
+            "fusion-lofo-maxp"} <= labels
+    # the fusions fuse the fold's own non-white-box members
+    fcfg = json.loads((tmp_path / "work" / "without-vae" / "fusion-lofo-maxp" / "config.json")
+                      .read_text())
+    assert fcfg["params"]["method"] == "max-p"
+    assert [Path(m).name for m in fcfg["params"]["members"]] == ["spectrum-test", "recon-test"]
     wb = json.loads((tmp_path / "work" / "without-vae" / "recon-test@whitebox" /
                      "config.json").read_text())
     assert wb["params"]["reconstructor"].endswith("model")

@@ -169,3 +169,37 @@ def test_generate_train_bench_from_the_command_line(tmp_path):
         assert 0 <= row["auroc"] <= 1 and 0 <= row["eer"] <= 1
     assert (tmp_path / "b" / "roc.png").stat().st_size > 10_000
     assert (tmp_path / "b" / "leaderboard.md").read_text().startswith("# Leaderboard")
+
+
+def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_path):
+    """A fusion listed first still trains last, over this run's members; shipping it refers
+    to the members by name (no second copy of their weights in the package)."""
+    from conftest import TINY_RECIPE
+
+    from detect.cli import _reship_fusion
+
+    out = tmp_path / "qs"
+    unmask("quickstart", "--recipe", TINY_RECIPE, "--out", out, "--target-fpr", "0.05",
+           "--detectors", "fusion-test", "spectrum-test", "npr-test", "--attack",
+           "jpeg:quality=75", check_code=0)
+    cfg = json.loads((out / "models" / "fusion-test" / "config.json").read_text())
+    assert cfg["params"]["members"] == [str(out / "models" / n)
+                                        for n in ("spectrum-test", "npr-test")]
+    assert cfg["state"]["members"] == ["members/0", "members/1"]
+    scan = [json.loads(line) for line in (out / "scan.jsonl").read_text().splitlines()]
+    assert all("fusion-test" in r["detectors"] for r in scan if r["error"] is None)
+    shipped = tmp_path / "models"
+    for n in ("spectrum-test", "npr-test"):
+        shutil.copytree(out / "models" / n, shipped / n)
+    _reship_fusion(out / "models" / "fusion-test", shipped / "fusion-test", shipped)
+    assert sorted(p.name for p in (shipped / "fusion-test").iterdir()) == \
+        ["config.json", "weights.safetensors"]
+    again = json.loads((shipped / "fusion-test" / "config.json").read_text())
+    assert again["state"]["members"] == ["spectrum-test", "npr-test"]
+    # a member that is not the shipped one is refused rather than silently swapped
+    (shipped / "npr-test" / "weights.safetensors").write_bytes(
+        (shipped / "spectrum-test" / "weights.safetensors").read_bytes())
+    from detect.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="differs from the shipped npr-test"):
+        _reship_fusion(out / "models" / "fusion-test", shipped / "fusion-test", shipped)

@@ -36,3 +36,24 @@ def test_max_p_is_the_strongest_member_evidence(trained_models, tiny_corpus, tmp
 def test_unknown_fusion_method_is_refused():
     with pytest.raises(ConfigError, match="max-p"):
         detectors.create("fusion", method="vote")
+
+
+def test_scan_scores_shared_members_once(trained_models, tiny_corpus, tmp_path):
+    """Loaded beside its own members (as the shipped defaults are), a fusion re-uses their
+    scores in a scan instead of scoring every member a second time."""
+    from detect.scan import load_detectors, scan_item
+
+    members = [str(trained_models["spectrum-test"]), str(trained_models["npr-test"])]
+    fdir = detectors.create("fusion-test", members=members).fit(tiny_corpus) \
+        .save(tmp_path / "fused")
+    item = tiny_corpus.split("test").items[0]
+    alone = float(load_detector(fdir).score([item])[0])
+    dets = load_detectors([], [fdir / "members" / "0", fdir / "members" / "1", fdir])
+    assert dets[2].members_[0] is dets[0] and dets[2].members_[1] is dets[1]
+    calls = []
+    for d in dets[:2]:
+        d.score = lambda items, orig=d.score: calls.append(1) or orig(items)
+    f = scan_item(item, dets)
+    assert len(calls) == 2, "each member scored once; the fusion re-used their scores"
+    assert f.detectors["fusion-test"]["score"] == pytest.approx(alone, rel=1e-6)
+    assert f.verdict == f.detectors["spectrum-test"]["verdict"]  # the first listed decides
