@@ -79,14 +79,23 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
     corpus = Corpus.open(corpus_dir)
     view = corpus.split(split).filter(lambda r: r.modality == "image")
     labels = view.labels
+    if len(set(labels.tolist())) < 2:
+        from detect.errors import ConfigError
+
+        raise ConfigError(f"{corpus_dir}: split {split!r} needs real and synthetic images to "
+                          f"bench on (has {view.counts().get(split, {}) or 'none'})")
     images = [it for it in view.iter_items()]
     conditions: list[tuple[str, Any]] = [("clean", None)]
     conditions += [(s, parse_attack(s)) for s in attack_specs or []]
     rows: list[dict[str, Any]] = []
     curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, float]] = {}
+    seen: dict[str, str] = {}
     for mdir in model_dirs:
         det = load_detector(mdir)
         cal = det.calibration_for()
+        # two models of one detector name (e.g. two trainings) keep apart in table and plot
+        label = det.name if seen.setdefault(det.name, str(mdir)) == str(mdir) \
+            else f"{det.name} ({mdir})"
         for cond, atk in conditions:
             batch = [it.content if atk is None else atk(it.content) for it in images]
             t0 = time.perf_counter()
@@ -94,12 +103,12 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
                                      tqdm(range(0, len(batch), 64), desc=f"bench {det.name} {cond}",
                                           file=sys.stderr, disable=not progress, leave=False)])
             dt = time.perf_counter() - t0
-            row = {"detector": det.name, "model": str(mdir), "condition": cond,
+            row = {"detector": det.name, "label": label, "model": str(mdir), "condition": cond,
                    **evaluate(labels, scores, cal.threshold, cal.target_fpr),
                    "images_per_s": len(batch) / dt if dt > 0 else None}
             rows.append(row)
             fpr, tpr, _ = M.roc(labels, scores)
-            curves[(det.name, cond)] = (fpr, tpr, row["auroc"])
+            curves[(row["label"], cond)] = (fpr, tpr, row["auroc"])
     rows.sort(key=lambda r: (r["condition"] != "clean", r["condition"], -r["auroc"]))
     board = {"schema": LEADERBOARD_SCHEMA, "corpus": corpus.header.get("name"),
              "corpus_hash": corpus.content_hash, "split": split, "rows": rows,
@@ -119,7 +128,7 @@ def markdown(board: dict[str, Any]) -> str:
     for r in board["rows"]:
         lo, hi = r["auroc_ci95"]
         lines.append(
-            f"| {r['detector']} | {r['condition']} | {r['auroc']:.3f} ({lo:.3f}-{hi:.3f}) | "
+            f"| {r.get('label', r['detector'])} | {r['condition']} | {r['auroc']:.3f} ({lo:.3f}-{hi:.3f}) | "
             f"{r['ap']:.3f} | {r['eer']:.3f} | {r['tpr_at_1pct_fpr']:.3f} | "
             f"{r['threshold']:.3g} @ {r['target_fpr']:g} | {r['accuracy_at_threshold']:.3f} | "
             f"{r['fpr_at_threshold']:.3f} | {r['tpr_at_threshold']:.3f} | "

@@ -103,3 +103,40 @@ def test_fusion_of_shipped_models_stores_them_by_name(tiny_corpus, tmp_path):
     np.testing.assert_allclose(load_detector(d).score(items), fused.score(items), rtol=1e-6)
     assert fused.trained_on_["n_fit"] + fused.trained_on_["n_calibrate"] == \
         len(tiny_corpus.split("calib"))
+
+
+def test_attack_description_holds_parameters_only():
+    from benchmarks.runner import parse_attack
+
+    atk = parse_attack("jpeg:quality=40")
+    assert atk.spec == "jpeg:quality=40" and atk.name == "jpeg"
+    assert atk.describe() == {"attack": "jpeg", "quality": 40, "subsampling": "4:2:0"}
+
+
+def test_bench_keeps_two_models_of_one_name_apart_and_refuses_a_one_class_split(
+        trained_models, tiny_corpus, tmp_path):
+    import shutil
+
+    from benchmarks.runner import run as bench
+    from detect.errors import ConfigError
+
+    a = trained_models["spectrum-test"]
+    b = tmp_path / "copy"
+    shutil.copytree(a, b)
+    board = bench(tiny_corpus.root, [a, b], tmp_path / "out", progress=False)
+    labels = [r["label"] for r in board["rows"]]
+    assert len(set(labels)) == 2 and "spectrum-test" in labels
+    assert f"spectrum-test ({b})" in (tmp_path / "out" / "leaderboard.md").read_text()
+    one_class = tmp_path / "one"
+    shutil.copytree(tiny_corpus.root, one_class)
+    man = one_class / "manifest.jsonl"
+    lines = [ln for ln in man.read_text().splitlines()
+             if not ('"split":"test"' in ln and '"label":1' in ln)]
+    man.write_text("\n".join(lines) + "\n")
+    import json as _json
+
+    hdr = _json.loads((one_class / "corpus.json").read_text())
+    hdr.pop("content_hash", None)
+    (one_class / "corpus.json").write_text(_json.dumps(hdr))
+    with pytest.raises(ConfigError, match="needs real and synthetic"):
+        bench(one_class, [a], tmp_path / "out2", progress=False)

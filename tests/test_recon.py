@@ -74,3 +74,37 @@ def test_load_names_a_missing_reconstructor(trained_models, tmp_path):
     shutil.rmtree(bad / "reconstructor")
     with pytest.raises(ModelError, match="reconstructor/ folder"):
         load_detector(bad)
+
+
+def test_train_scan_and_inspect_from_the_command_line(tiny_corpus, tmp_path):
+    """As a user runs it: train a recon detector, scan with it, see its heat map."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+    from skimage import data
+
+    exe = Path(sys.executable).parent / "unmask"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "detect.cli"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+
+    def unmask(*args):
+        return subprocess.run([*cmd, *map(str, args)], capture_output=True, env=env, timeout=600)
+
+    r = unmask("train", "recon-test", "--corpus", tiny_corpus.root, "--out", tmp_path / "m",
+               "--set", "max_train=200")
+    assert r.returncode == 0, r.stderr[-2000:]
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(photo)
+    r = unmask("scan", photo, "-m", tmp_path / "m", "--fail-on", "never")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(r.stdout)
+    assert rec["detectors"]["recon-test"]["verdict"] in {"real", "synthetic", "uncertain"}
+    r = unmask("inspect", photo, "-m", tmp_path / "m", "--heatmap", tmp_path / "heat.png")
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    tiles = json.loads(r.stdout)["detectors"]["recon-test"]["tiles"]
+    assert len(tiles["rows"]) * len(tiles["cols"]) > 1
+    assert (tmp_path / "heat.png").stat().st_size > 10_000
