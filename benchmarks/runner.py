@@ -128,7 +128,8 @@ def markdown(board: dict[str, Any]) -> str:
     for r in board["rows"]:
         lo, hi = r["auroc_ci95"]
         lines.append(
-            f"| {r.get('label', r['detector'])} | {r['condition']} | {r['auroc']:.3f} ({lo:.3f}-{hi:.3f}) | "
+            f"| {r.get('label', r['detector'])} | {r['condition']} | "
+            f"{r['auroc']:.3f} ({lo:.3f}-{hi:.3f}) | "
             f"{r['ap']:.3f} | {r['eer']:.3f} | {r['tpr_at_1pct_fpr']:.3f} | "
             f"{r['threshold']:.3g} @ {r['target_fpr']:g} | {r['accuracy_at_threshold']:.3f} | "
             f"{r['fpr_at_threshold']:.3f} | {r['tpr_at_threshold']:.3f} | "
