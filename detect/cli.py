@@ -377,8 +377,11 @@ def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
         a, b = src / "members" / str(i), models_dir / name
         if (a / "weights.safetensors").read_bytes() != (b / "weights.safetensors").read_bytes():
             raise ConfigError(f"{src}: member {i} differs from the shipped {name}")
+    from .detectors.fusion import weights_sha256
+
     cfg["params"]["members"] = names
     cfg["state"]["members"] = names
+    cfg["state"]["member_sha256"] = [weights_sha256(models_dir / n) for n in names]
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)

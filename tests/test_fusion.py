@@ -57,3 +57,28 @@ def test_scan_scores_shared_members_once(trained_models, tiny_corpus, tmp_path):
     assert len(calls) == 2, "each member scored once; the fusion re-used their scores"
     assert f.detectors["fusion-test"]["score"] == pytest.approx(alone, rel=1e-6)
     assert f.verdict == f.detectors["spectrum-test"]["verdict"]  # the first listed decides
+
+
+def test_fusion_refuses_a_shipped_member_whose_weights_changed(tiny_corpus, tmp_path,
+                                                               monkeypatch):
+    """Members stored by name carry their weights' sha256: a later retrain of the shipped
+    model cannot silently pair new member scores with the old fusion weights."""
+    import shutil
+
+    from detect import scan
+    from detect.errors import ModelError
+
+    fake_models = tmp_path / "models"
+    shutil.copytree(scan.MODELS_DIR, fake_models, ignore=shutil.ignore_patterns("fusion*"))
+    monkeypatch.setattr(scan, "MODELS_DIR", fake_models)
+    fused = detectors.create("fusion", members=["cnn-resnet10t-slim", "spectrum-logreg"])
+    d = fused.fit(tiny_corpus).save(tmp_path / "f")
+    load_detector(d)  # unchanged members load
+    w = fake_models / "spectrum-logreg" / "weights.safetensors"
+    from safetensors.numpy import load_file, save_file
+
+    t = load_file(str(w))
+    t["coef"] = t["coef"] * 2
+    save_file(t, str(w), metadata={"format": "np"})
+    with pytest.raises(ModelError, match="'spectrum-logreg' is not the model"):
+        load_detector(d)

@@ -52,6 +52,12 @@ def _load_member(ref: str, corpus: Corpus | None = None) -> Detector:
 METHODS = ("logreg", "max-p")
 
 
+def weights_sha256(model_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((model_dir / "weights.safetensors").read_bytes()).hexdigest()
+
+
 def _real_tail(m: Detector) -> np.ndarray:
     """A member's calibration scores of real items, sorted: its null distribution."""
     real = np.sort(np.asarray(m.calib_scores_)[np.asarray(m.calib_labels_) == 0])
@@ -155,9 +161,13 @@ class FusionDetector(Detector):
         return d
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        refs = self._member_refs()
         return ({"coef": self.coef_, "intercept": np.array([self.intercept_])},
-                {"members": self._member_refs(),
-                 "member_names": [m.name for m in self._members()]})
+                {"members": refs, "member_names": [m.name for m in self._members()],
+                 # a member stored by name must still be the model the weights were fitted on
+                 "member_sha256": [None if r.startswith("members/") else
+                                   weights_sha256(Path(m.model_dir_))
+                                   for r, m in zip(refs, self._members(), strict=True)]})
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         from .base import load_detector
@@ -170,5 +180,10 @@ class FusionDetector(Detector):
             raise ModelError(f"{root}: bad member reference(s) {bad}")
         self.members_ = [load_detector(root / ref) if ref.startswith("members/")
                          else _load_member(ref) for ref in refs]
+        wants = meta.get("member_sha256") or [None] * len(refs)
+        for ref, m, want in zip(refs, self.members_, wants, strict=True):
+            if want and weights_sha256(Path(m.model_dir_)) != want:
+                raise ModelError(f"{root}: member {ref!r} is not the model this fusion was fitted "
+                                 "on (its weights changed since); refit the fusion")
         if len(self.members_) != len(self.coef_):
             raise ModelError(f"{root}: {len(self.members_)} members but {len(self.coef_)} weights")
