@@ -108,3 +108,13 @@ def test_train_scan_and_inspect_from_the_command_line(tiny_corpus, tmp_path):
     tiles = json.loads(r.stdout)["detectors"]["recon-test"]["tiles"]
     assert len(tiles["rows"]) * len(tiles["cols"]) > 1
     assert (tmp_path / "heat.png").stat().st_size > 10_000
+
+
+def test_timesteps_outside_the_diffusion_schedule_are_refused(tiny_corpus, tmp_path):
+    gen = generators.create("diffusion-test", steps=2)
+    real = np.stack([it.content for it in tiny_corpus.split("train").filter(
+        lambda r: r.label == 0).items])
+    gen.fit(real[:64], progress=False).save(tmp_path / "diff")
+    with pytest.raises(ConfigError, match=r"timesteps must be integers in \[0, 1000\)"):
+        detectors.create("recon-test", reconstructor=str(tmp_path / "diff"),
+                         timesteps=[10, 1000]).fit(tiny_corpus)

@@ -170,10 +170,13 @@ class ReconDetector(Detector):
                     rng: np.random.Generator) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        if self.timesteps and any(not 0 <= int(t) < 10_000 for t in self.timesteps):
-            raise ConfigError(f"{self.name}: timesteps must be non-negative integers")
         self._prepare_reconstructor([im for im, y in zip(images, labels, strict=True) if y == 0],
                                     rng)
+        n_t = getattr(self.gen_, "train_timesteps", None)
+        if self.gen_.family == "diffusion" and (
+                not self.timesteps or any(not 0 <= int(t) < n_t for t in self.timesteps)):
+            raise ConfigError(f"{self.name}: timesteps must be integers in [0, {n_t}) for "
+                              f"this diffusion model, got {self.timesteps}")
         idx = np.arange(len(images))
         if len(idx) > self.max_train:  # stratified subsample: features are costly
             keep = []
