@@ -125,6 +125,10 @@ detectors.register("cnn-resnet10t-slim", _CNN, "timm resnet10t at quarter width 
                    arch="resnet10t", timm_kwargs={"channels": [32, 64, 128, 256],
                                                   "stem_width": 16})
 detectors.register("cnn-resnet18", _CNN, "timm resnet18 from scratch", arch="resnet18")
+detectors.register("cnn-resnet50", _CNN, "timm resnet50 from scratch (23M params: a GPU's job)",
+                   arch="resnet50")
+detectors.register("cnn-efficientnet-b0", _CNN, "timm efficientnet_b0 from scratch",
+                   arch="efficientnet_b0")
 _SLIM = {"channels": [32, 64, 128, 256], "stem_width": 16}
 detectors.register("npr-resnet10t-slim", _CNN, "NPR: slim resnet10t on neighbouring-pixel "
                    "residuals (upsampling traces)", arch="resnet10t", timm_kwargs=_SLIM,

@@ -146,3 +146,14 @@ def test_npr_residual_vanishes_on_nearest_upsampled_images():
     assert npr_residual(torch.randn(2, 3, 16, 16)).abs().mean() > 0.1
     with pytest.raises(ConfigError, match="residual"):
         detectors.create("cnn-test", residual="dct")
+
+
+@pytest.mark.parametrize("name", [n for n in detectors.names("cnn-*") + detectors.names("npr-*")
+                                  if not n.endswith("-test")])
+def test_every_registered_cnn_builds_and_scores_a_patch(name):
+    """The full-size backbones are too slow to train in the tests; they must at least build
+    from their registry entry and map a batch of patches to one logit each."""
+    det = detectors.create(name)
+    det.model_ = det._build().eval()
+    s = det._score_patches(np.zeros((2, det.patch, det.patch, 3), np.uint8))
+    assert s.shape == (2,) and np.all(np.isfinite(s))
