@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--control", default="jpeg:quality=90,subsampling=4:4:4",
                     help="the re-encoding applied to every item of both classes")
     ap.add_argument("--detectors", nargs="+",
-                    default=["cnn-resnet10t-slim", "npr-resnet10t-slim", "spectrum-logreg",
-                             "recon-vae"])
+                    default=["cnn-resnet10t-slim", "cnn-resnet10t-slim-aug",
+                             "npr-resnet10t-slim", "spectrum-logreg", "recon-vae"])
     ap.add_argument("--retrain", action="store_true")
     a = ap.parse_args()
     corpus = Corpus.open(a.corpus)
