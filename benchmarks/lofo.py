@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,23 @@ def corpus_generator(corpus: Corpus, family: str) -> Path | None:
         if g.get("family") == family and (corpus.root / "generators" / key / "model").is_dir():
             return corpus.root / "generators" / key / "model"
     return None
+
+
+def stored_scores(d: Path, cond: str, test_hash: str, compute: Any) -> Any:
+    """Test scores of model ``d`` under ``cond``, kept beside the model so an interrupted run
+    resumes without rescoring (plain .npy, read without pickle)."""
+    import numpy as np
+
+    slug = "".join(c if c.isalnum() else "_" for c in cond)
+    f = d / "lofo-scores" / f"{test_hash[:16]}-{slug}.npy"
+    if f.is_file():
+        return np.load(f, allow_pickle=False)
+    scores = compute()
+    f.parent.mkdir(exist_ok=True)
+    tmp = f.with_name(f.stem + ".part.npy")
+    np.save(tmp, scores)
+    os.replace(tmp, f)
+    return scores
 
 
 def recon_family(name: str) -> str | None:
@@ -169,21 +187,26 @@ def main() -> None:
         if held in held_by_recipe:
             conditions += [(s, parse_attack(s)) for s in ROBUSTNESS]
         curves = {}
-        cache: dict[tuple[str, str], Any] = {}  # (model folder, condition) -> test scores
+        cache: dict[tuple[str, str], Any] = {}  # (model folder name, condition) -> scores
         for d in dirs:
             det = load_detector(d)
             cal = det.calibration_for()
             # white-box rows are a bound on the clean data, not a product: no attack sweep
             for cond, atk in conditions[:1] if d.name.endswith("@whitebox") else conditions:
-                batch = [it.content if atk is None else atk(it.content) for it in items]
-                for m in getattr(det, "members_", []):  # a fusion re-uses its members' scores
-                    hit = cache.get((str(Path(m.model_dir_).resolve()), cond))
+                # a fusion's members are copies of this fold's models, each in the folder named
+                # after it: re-use the scores those models already gave
+                for m in getattr(det, "members_", []):
+                    hit = cache.get((m.name, cond))
                     if hit is not None:
                         m.score = lambda _items, hit=hit: hit
                     else:  # never a stale answer from another condition
                         m.__dict__.pop("score", None)
-                scores = det.score(batch)
-                cache[(str(d.resolve()), cond)] = scores
+                def compute(det=det, atk=atk, items=items):  # noqa: ANN001, ANN202
+                    return det.score([it.content if atk is None else atk(it.content)
+                                      for it in items])
+
+                scores = stored_scores(d, cond, test.content_hash, compute)
+                cache[(d.name, cond)] = scores
                 row = {"held_out": held, "trained_on": trained_on, "detector": det.name,
                        "label": d.name, "condition": cond,
                        **evaluate(labels, scores, cal.threshold, cal.target_fpr)}

@@ -60,6 +60,10 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     fcfg = json.loads((tmp_path / "work" / "without-vae" / "fusion-lofo-maxp" / "config.json")
                       .read_text())
     assert fcfg["params"]["method"] == "max-p"
+    # scores are kept beside each model, one file per condition, so a rerun resumes
+    stored = list((tmp_path / "work" / "without-vae" / "spectrum-test" / "lofo-scores")
+                  .glob("*.npy"))
+    assert len(stored) == len(attacked)
     assert [Path(m).name for m in fcfg["params"]["members"]] == ["spectrum-test", "recon-test"]
     wb = json.loads((tmp_path / "work" / "without-vae" / "recon-test@whitebox" /
                      "config.json").read_text())
