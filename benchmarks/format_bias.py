@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.lofo import train_fold
-from benchmarks.runner import evaluate, machine, parse_attack
+from benchmarks.runner import evaluate, machine, machine_line, parse_attack
 from detect.corpus import Corpus
 from detect.detectors.base import load_detector
 
@@ -109,9 +109,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {d} | {s['auroc']:.3f} | {x['auroc']:.3f} | {c['auroc']:.3f} | "
                      f"{s['auroc'] - c['auroc']:+.3f} | {c['fpr_at_threshold']:.3f} / "
                      f"{c['tpr_at_threshold']:.3f} |")
-    m = res["machine"]
-    lines += ["", f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')}. "
-              f"Command: `{res['command']}`.", ""]
+    lines += ["", machine_line(res), ""]
     return "\n".join(lines)
 
 

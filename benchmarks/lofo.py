@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import metrics as M
-from benchmarks.runner import evaluate, machine, parse_attack, plot_roc
+from benchmarks.runner import evaluate, machine, machine_line, parse_attack, plot_roc
 from detect.corpus import Corpus
 from detect.detectors.base import load_detector
 from detect.registry import detectors
@@ -301,9 +301,7 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{r['condition']} | {r['auroc']:.3f} | {r['ap']:.3f} | "
                      f"{r['tpr_at_1pct_fpr']:.3f} | {r['accuracy_at_threshold']:.3f} | "
                      f"{r['fpr_at_threshold']:.3f} | {r['tpr_at_threshold']:.3f} |")
-    m = res["machine"]
-    lines += ["", f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')}. "
-              f"Command: `{res['command']}`.", ""]
+    lines += ["", machine_line(res), ""]
     return "\n".join(lines)
 
 

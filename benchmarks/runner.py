@@ -121,6 +121,13 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
     return board
 
 
+def machine_line(res: dict[str, Any]) -> str:
+    """The closing line of a benchmark's Markdown: where it ran and how to run it again."""
+    m = res["machine"]
+    return (f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')}. "
+            f"Command: `{res['command']}`.")
+
+
 def markdown(board: dict[str, Any]) -> str:
     head = ("| detector | condition | AUROC (95% CI) | AP | EER | TPR@1%FPR | threshold @ target "
             "FPR | acc | FPR real | TPR | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
