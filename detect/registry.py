@@ -130,10 +130,11 @@ detectors.register("cnn-resnet50", _CNN, "timm resnet50 from scratch (23M params
 detectors.register("cnn-efficientnet-b0", _CNN, "timm efficientnet_b0 from scratch",
                    arch="efficientnet_b0")
 _SLIM = {"channels": [32, 64, 128, 256], "stem_width": 16}
-detectors.register("npr-resnet10t-slim", _CNN, "NPR: slim resnet10t on neighbouring-pixel "
+_NPR = "detect.detectors.npr:NPRDetector"
+detectors.register("npr-resnet10t-slim", _NPR, "NPR: slim resnet10t on neighbouring-pixel "
                    "residuals (upsampling traces)", arch="resnet10t", timm_kwargs=_SLIM,
                    residual="npr")
-detectors.register("npr-test", _CNN, "tiny NPR detector for tests", arch="test_resnet",
+detectors.register("npr-test", _NPR, "tiny NPR detector for tests", arch="test_resnet",
                    residual="npr", patch=16, epochs=2, batch_size=32)
 detectors.register("fusion", "detect.detectors.fusion:FusionDetector",
                    "logistic regression over other detectors' scores (members=[...])",
@@ -147,7 +148,7 @@ detectors.register("fusion-test", "detect.detectors.fusion:FusionDetector",
 _AUG = {"blur_prob": 0.5, "jpeg_prob": 0.5}  # CNNDetection's "Blur+JPEG (0.5)"
 detectors.register("cnn-resnet10t-slim-aug", _CNN, "slim resnet10t trained with blur + JPEG "
                    "augmentation (p=0.5 each)", arch="resnet10t", timm_kwargs=_SLIM, **_AUG)
-detectors.register("npr-resnet10t-slim-aug", _CNN, "NPR slim resnet10t trained with blur + JPEG "
+detectors.register("npr-resnet10t-slim-aug", _NPR, "NPR slim resnet10t trained with blur + JPEG "
                    "augmentation (p=0.5 each)", arch="resnet10t", timm_kwargs=_SLIM,
                    residual="npr", **_AUG)
 _RECON = "detect.detectors.recon:ReconDetector"

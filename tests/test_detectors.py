@@ -138,7 +138,7 @@ def test_corpus_used_by_fit_is_recorded(trained_models, tiny_corpus):
 def test_npr_residual_vanishes_on_nearest_upsampled_images():
     import torch
 
-    from detect.detectors.cnn import npr_residual
+    from detect.detectors.npr import npr_residual
 
     small = torch.randn(2, 3, 8, 8)
     up = torch.nn.functional.interpolate(small, scale_factor=2, mode="nearest")

@@ -39,18 +39,6 @@ def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
 RESIDUALS = ("none", "npr")
 
 
-def npr_residual(x):  # noqa: ANN001, ANN201
-    """Neighbouring-pixel relationships (Tan et al., CVPR 2024): the image minus its 2x
-    nearest-neighbour down-up copy. Upsampling layers make neighbouring pixels of each 2x2
-    cell correlated in ways camera pipelines do not; the residual keeps exactly that and drops
-    the image content, so a small network learns the upsampling trace, not the scene."""
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    down = F.interpolate(x, size=(h // 2, w // 2), mode="nearest")
-    return x - F.interpolate(down, size=(h, w), mode="nearest")
-
-
 class CNNDetector(Detector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
@@ -82,6 +70,8 @@ class CNNDetector(Detector):
         x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float()
         x = (x / 255.0 - 0.5) / 0.25
         if self.residual == "npr":
+            from .npr import npr_residual
+
             x = npr_residual(x)
         return x
 
