@@ -29,11 +29,13 @@ def shipped_models() -> dict[str, Path]:
 
 
 def default_detector_names() -> list[str]:
+    """What a scan runs when no detector is named: the list in ``defaults.json`` (primary
+    first). Other shipped models (e.g. the slow, weak ``recon-vae``) run only when named."""
     order_file = MODELS_DIR / "defaults.json"
     shipped = shipped_models()
     if order_file.is_file():
         order = json.loads(order_file.read_text(encoding="utf-8")).get("image", [])
-        return [n for n in order if n in shipped] + [n for n in shipped if n not in order]
+        return [n for n in order if n in shipped]
     return list(shipped)
 
 
