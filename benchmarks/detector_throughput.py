@@ -6,7 +6,8 @@ from JPEG; decode = ``detect.media.load`` alone (sniff, limits, sha256, Pillow d
 
     python benchmarks/detector_throughput.py [--model DIR ...] [--repeats 5]
 
-Default: every shipped model. Writes benchmarks/results/detector_throughput.{json,md}.
+Default: every shipped model (the default scan set and the named-only ones).
+Writes benchmarks/results/detector_throughput.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image
 
 from benchmarks.runner import machine
 from detect.media import load
-from detect.scan import load_detectors
+from detect.scan import load_detectors, shipped_models
 
 OUT = Path(__file__).parent / "results"
 SIZES = (256, 512, 1024)
@@ -46,7 +47,8 @@ def main() -> None:
     import torch
     from skimage import data
 
-    dets = load_detectors([], a.model)
+    # every shipped model, the named-only ones included, unless models are given
+    dets = load_detectors([], a.model) if a.model else load_detectors(list(shipped_models()))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in SIZES:
