@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -146,6 +147,7 @@ def train_fold(names: list[str], train: Corpus, work: Path, retrain: bool,
                    if not n.startswith("fusion-lofo") and not n.endswith("@whitebox")]
         det = create(name, corpus, work, members)
         det.fit(train).save(d)
+        shutil.rmtree(d / "lofo-scores", ignore_errors=True)  # scores of the old model
         print(f"lofo: trained {name} in {time.time() - t0:.0f} s -> {d}", file=sys.stderr)
     return dirs
 

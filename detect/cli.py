@@ -367,6 +367,7 @@ def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corp
 
 def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
     from .detectors.base import load_detector
+    from .detectors.fusion import weights_sha256
     from .errors import ConfigError
 
     det = load_detector(src)
@@ -378,8 +379,6 @@ def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
         a, b = src / "members" / str(i), models_dir / name
         if (a / "weights.safetensors").read_bytes() != (b / "weights.safetensors").read_bytes():
             raise ConfigError(f"{src}: member {i} differs from the shipped {name}")
-    from .detectors.fusion import weights_sha256
-
     cfg["params"]["members"] = names
     cfg["state"]["members"] = names
     cfg["state"]["member_sha256"] = [weights_sha256(models_dir / n) for n in names]
@@ -391,7 +390,7 @@ def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
 
 
 # the shipped models, primary first: the fusion of the three detectors after it; recon-vae
-# ships too but only runs when named (weak on the quickstart corpus, 0.5 s per image)
+# ships too but only runs when named (weak on the quickstart corpus, 0.6 s per image)
 QUICKSTART_DETECTORS = ("fusion", "cnn-resnet10t-slim", "spectrum-logreg", "npr-resnet10t-slim",
                         "recon-vae")
 NAMED_ONLY = frozenset({"recon-vae"})

@@ -64,6 +64,11 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     stored = list((tmp_path / "work" / "without-vae" / "spectrum-test" / "lofo-scores")
                   .glob("*.npy"))
     assert len(stored) == len(attacked)
+    # --retrain makes new models: their old stored scores go with them
+    (stored[0].parent / "marker.npy").write_bytes(b"")
+    run("benchmarks/lofo.py", "--corpus", str(two_family_corpus.root), "--out", str(out),
+        "--work", str(tmp_path / "work"), "--detectors", "spectrum-test", "--retrain")
+    assert not (stored[0].parent / "marker.npy").exists()
     assert [Path(m).name for m in fcfg["params"]["members"]] == ["spectrum-test", "recon-test"]
     wb = json.loads((tmp_path / "work" / "without-vae" / "recon-test@whitebox" /
                      "config.json").read_text())
