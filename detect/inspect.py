@@ -59,6 +59,11 @@ def inspect_item(item: Any, detectors: list[Any], *,
         "meta": item.meta, "provenance": _provenance_hints(item), "detectors": {},
         "watermarks": [],
     }
+    if item.modality == "image" and Path(item.path).is_file():
+        from .metadata import read_metadata
+
+        # generator tags the file carries about itself (A1111, ComfyUI, EXIF, XMP), raw values
+        report["provenance"]["metadata"] = read_metadata(item.path)
     verdict = None
     for det in detectors:
         if det.tags.modality != item.modality:
