@@ -98,6 +98,15 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
     f = Finding(path=item.path, sha256=item.sha256, modality=item.modality)
     usable = [d for d in detectors if d.tags.modality == item.modality]
     f.provenance = _provenance_hints(item)
+    if item.modality == "image" and Path(item.path).is_file():
+        from .metadata import read_metadata
+
+        md = read_metadata(item.path)  # header parsing only; the pixels are not decoded again
+        if md.get("tools") or md.get("ai_source_type"):  # compact: `inspect` has raw values
+            f.provenance["generator_tags"] = {
+                "tools": md["tools"], "ai_source_type": md["ai_source_type"],
+                "sources": [s["source"] for s in md["signals"] if s.get("tool")
+                            or s["source"] == "xmp:DigitalSourceType"]}
     if not usable:
         f.error = (f"{item.path}: no loaded detector handles {item.modality} input (loaded: "
                    f"{', '.join(sorted({d.name for d in detectors}))})")

@@ -97,3 +97,16 @@ def test_inspect_reports_the_metadata(tmp_path, trained_models):
     assert md["tools"] == ["AUTOMATIC1111"]
     assert md["signals"][0]["parsed"]["Model"] == "v1-5-pruned-emaonly"
 
+
+
+def test_scan_record_carries_compact_generator_tags(tmp_path, trained_models):
+    from detect.media import load
+    from detect.scan import load_detectors, scan_item
+
+    dets = load_detectors([], [trained_models["spectrum-test"]])
+    tagged = scan_item(load(_png(tmp_path, "gen.png", size=32, parameters=A1111)), dets)
+    assert tagged.provenance["generator_tags"] == {
+        "tools": ["AUTOMATIC1111"], "ai_source_type": None,
+        "sources": ["png:text:parameters"]}
+    plain = scan_item(load(_png(tmp_path, "plain.png", size=32)), dets)
+    assert "generator_tags" not in plain.provenance
