@@ -91,3 +91,30 @@ class Crop(Attack):
         ch, cw = max(1, round(h * self.fraction)), max(1, round(w * self.fraction))
         y, x = (h - ch) // 2, (w - cw) // 2
         return np.ascontiguousarray(img[y:y + ch, x:x + cw])
+
+
+class Brightness(Attack):
+    name = "brightness"
+
+    def __init__(self, factor: float = 1.2):
+        self.factor = float(factor)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import ImageEnhance
+
+        return np.asarray(ImageEnhance.Brightness(_pil(img)).enhance(self.factor))
+
+
+class Rotate(Attack):
+    """Rotation about the centre, same canvas size (corners filled black), as a re-upload
+    with a slight tilt correction would do."""
+
+    name = "rotate"
+
+    def __init__(self, degrees: float = 2.0):
+        self.degrees = float(degrees)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        return np.asarray(_pil(img).rotate(self.degrees, resample=Image.Resampling.BICUBIC))

@@ -144,6 +144,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
     from .media import Limits
     from .scan import exit_code, load_detectors, scan
 
+    exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
     detectors = load_detectors(a.detector, a.model)
     limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
@@ -152,7 +153,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
     try:
         for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
                       progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
-                      skipped=skipped):
+                      skipped=skipped, watermarks=not a.no_watermarks,
+                      wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key):
             out.write(f.to_json() + "\n")
             out.flush()
             findings.append(f)
@@ -180,7 +182,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
     detectors = load_detectors(a.detector, a.model)
     item = load(a.file, Limits())
-    report = inspect_item(item, detectors, target_fpr=a.target_fpr)
+    report = inspect_item(item, detectors, target_fpr=a.target_fpr,
+                          wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key)
     if a.heatmap:
         from .inspect import heatmap_png
 
@@ -397,6 +400,156 @@ NAMED_ONLY = frozenset({"recon-vae"})
 
 
 # -- parser ---------------------------------------------------------------------------------------
+def _watermark_fpr_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--wm-target-fpr", type=float, default=None, metavar="FPR",
+                   help="false-positive rate for watermark decisions, per file over all "
+                   "payloads tried (default 1e-6)")
+    s.add_argument("--wm-key", action="append", default=[], metavar="KEY.json",
+                   help="text watermark key file to check text inputs against (repeat)")
+
+
+def _user_payload(a: argparse.Namespace) -> tuple[int, ...] | None:
+    from .watermark.image import parse_payload
+
+    if a.bits is None and a.bytes is None and a.hex is None:
+        return None
+    return parse_payload(bits=a.bits, data=a.bytes, hex_=a.hex)
+
+
+def cmd_watermark_embed(a: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .media import Limits, load
+    from .watermark.image import CATALOG, catalog_payloads, embed
+
+    item = load(a.input, Limits())
+    if item.modality != "image":
+        raise ConfigError(f"{a.input}: is {item.modality}, not an image (text watermarks are "
+                          "embedded during generation: see `unmask watermark keygen`)")
+    bits = _user_payload(a)
+    scheme, order = a.scheme, a.channel_order
+    if a.catalog:
+        if bits is not None:
+            raise ConfigError("give either --catalog or a payload (--bits/--bytes/--hex)")
+        pl = catalog_payloads([a.catalog])[0]
+        bits, scheme, order = pl.bits, pl.scheme, pl.channel_order
+    if bits is None:
+        raise ConfigError(f"no payload: give --bits, --bytes, --hex or --catalog "
+                          f"({', '.join(CATALOG)})")
+    out = Path(a.output)
+    if out.suffix.lower() in (".jpg", ".jpeg") and not a.allow_lossy:
+        raise ConfigError(f"{out}: JPEG would damage the mark before anyone reads it; write "
+                          "PNG (or pass --allow-lossy to measure exactly that)")
+    marked = embed(item.content, bits, scheme, channel_order=order)
+    Image.fromarray(marked).save(out)
+    rec = {"schema": "unmask.watermark-embed/1", "input": item.path, "output": str(out),
+           "scheme": scheme, "n_bits": len(bits), "bits": "".join(map(str, bits)),
+           "channel_order": order, "psnr_db": _psnr(item.content, marked)}
+    print(json.dumps(rec))
+    return 0
+
+
+def _psnr(a: Any, b: Any) -> float | None:
+    import numpy as np
+
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return None if mse == 0 else round(10 * np.log10(255.0 ** 2 / mse), 2)
+
+
+def cmd_watermark_verify(a: argparse.Namespace) -> int:
+    from .media import Limits, iter_paths, load
+    from .types import _finite
+    from .watermark import DEFAULT_TARGET_FPR
+    from .watermark.checks import check_item
+    from .watermark.image import catalog_payloads, summarize, user_payloads
+
+    bits = _user_payload(a)
+    payloads = user_payloads(bits, a.scheme or None, tuple(a.channel_order or ["bgr"])) \
+        if bits is not None else None
+    if a.catalog or payloads is None:
+        payloads = catalog_payloads(a.catalog) + (payloads or [])
+    fpr = a.target_fpr or DEFAULT_TARGET_FPR
+    found = errors = 0
+    for p in iter_paths(a.paths):
+        rec: dict[str, Any] = {"schema": "unmask.watermark-verify/1", "path": str(p)}
+        try:
+            item = load(p, Limits())
+            rec.update(sha256=item.sha256, modality=item.modality)
+            if item.modality == "text" and not a.wm_key:
+                raise ConfigError(f"{p}: text can only be checked against its key: pass "
+                                  "--wm-key KEY.json")
+            if item.modality not in ("image", "text"):
+                raise ConfigError(f"{p}: no watermark check for {item.modality} input")
+            results = check_item(item, target_fpr=fpr, payloads=payloads,
+                                 text_keys=a.wm_key, decoder=a.decoder)
+            summary = summarize(results)
+            rec.update(status=summary["status"], found=summary["found"],
+                       min_p_value=summary["min_p_value"], target_fpr=fpr,
+                       results=[r.to_dict() for r in results], error=None)
+            found += bool(summary["found"])
+        except UnmaskError as e:
+            rec.update(status="error", error=str(e))
+            errors += 1
+        print(json.dumps(_finite(rec), allow_nan=False), flush=True)
+        if rec["status"] == "error" and not a.quiet:
+            _log(f"error: {rec['error']}")
+    return 1 if found else (2 if errors else 0)
+
+
+def cmd_watermark_catalog(a: argparse.Namespace) -> int:
+    from .watermark.image import CATALOG
+
+    for pl in CATALOG.values():
+        print(json.dumps(pl.describe()))
+    return 0
+
+
+def _payload_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--bits", help="payload as a 0/1 string")
+    s.add_argument("--bytes", help="payload as UTF-8 text (e.g. StableDiffusionV1)")
+    s.add_argument("--hex", help="payload as hex bytes")
+
+
+def _watermark_parser(sub: Any) -> None:
+    from .watermark.image import CATALOG, DECODERS, SCHEMES
+
+    w = sub.add_parser("watermark", help="embed or verify invisible watermarks")
+    wsub = w.add_subparsers(dest="wm_command", required=True, metavar="ACTION")
+
+    s = wsub.add_parser("verify", help="check images (catalog or your payload) and texts "
+                        "(with --wm-key); one JSON line per file; exit 1 if any is detected")
+    s.add_argument("paths", nargs="+", help="files or folders")
+    _payload_args(s)
+    s.add_argument("--scheme", action="append", choices=SCHEMES,
+                   help="scheme(s) your payload may use (default: dwtDct, dwtDctSvd, and "
+                   "rivaGan for 32 bits)")
+    s.add_argument("--channel-order", action="append", choices=["bgr", "rgb"],
+                   help="also try an embedder that passed RGB as BGR (repeat; default bgr)")
+    s.add_argument("--catalog", action="append", choices=list(CATALOG),
+                   help="check these public payloads (default: all, unless a payload is given)")
+    s.add_argument("--decoder", choices=DECODERS, default="fast",
+                   help="fast (bit-identical to invisible-watermark), reference, or soft")
+    s.add_argument("--target-fpr", type=float, default=None,
+                   help="false-positive rate per file over all payloads tried (default 1e-6)")
+    s.add_argument("--wm-key", action="append", default=[], metavar="KEY.json",
+                   help="text watermark key file (repeat)")
+    s.set_defaults(func=cmd_watermark_verify)
+
+    s = wsub.add_parser("embed", help="embed a payload into an image (writes PNG)")
+    s.add_argument("input")
+    s.add_argument("output")
+    _payload_args(s)
+    s.add_argument("--catalog", choices=list(CATALOG),
+                   help="embed a public payload the way its generator does")
+    s.add_argument("--scheme", choices=SCHEMES, default="dwtDct")
+    s.add_argument("--channel-order", choices=["bgr", "rgb"], default="bgr")
+    s.add_argument("--allow-lossy", action="store_true", help="allow a JPEG output")
+    s.set_defaults(func=cmd_watermark_embed)
+
+    s = wsub.add_parser("catalog", help="list the public payloads verify checks by default")
+    s.set_defaults(func=cmd_watermark_catalog)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unmask", description="Detect generated media; verify "
                                 "watermarks and provenance. Results on stdout, logs on stderr.")
@@ -457,8 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "scan":
             s.add_argument("paths", nargs="+", help="files, folders, or - for stdin")
             s.add_argument("--output", "-o", help="write records here instead of stdout")
-            s.add_argument("--fail-on", choices=["synthetic", "uncertain", "never"],
-                           default="synthetic", help="which verdicts make the exit code 1")
+            s.add_argument("--fail-on", default="synthetic", metavar="WHAT",
+                           help="what makes the exit code 1: comma-separated synthetic, "
+                           "uncertain, watermarked; or never (default: synthetic)")
+            s.add_argument("--no-watermarks", action="store_true",
+                           help="skip the image watermark catalog check")
             s.add_argument("--max-bytes", type=int, default=256 * 2**20)
             s.add_argument("--max-pixels", type=int, default=64_000_000)
             s.add_argument("--include-hidden", action="store_true",
@@ -474,7 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="saved model folder (repeat)")
         s.add_argument("--target-fpr", type=float, default=None,
                        help="re-derive thresholds for this FPR from the saved calibration scores")
+        _watermark_fpr_args(s)
         s.set_defaults(func=cmd_scan if name == "scan" else cmd_inspect)
+
+    _watermark_parser(sub)
 
     s = sub.add_parser("quickstart", help="the whole chain: corpus, training, bench, scan")
     s.add_argument("--out", default="runs/quickstart")

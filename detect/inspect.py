@@ -46,13 +46,17 @@ def _all_tiles(det: Any, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 
 def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
-                 target_fpr: float | None = None) -> dict[str, Any]:
-    return inspect_item(load(path, limits), detectors, target_fpr=target_fpr)
+                 target_fpr: float | None = None, **kw: Any) -> dict[str, Any]:
+    return inspect_item(load(path, limits), detectors, target_fpr=target_fpr, **kw)
 
 
-def inspect_item(item: Any, detectors: list[Any], *,
-                 target_fpr: float | None = None) -> dict[str, Any]:
-    """The report for an item already loaded (so a caller that also draws it decodes once)."""
+def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = None,
+                 wm_target_fpr: float | None = None, payloads: list[Any] | None = None,
+                 text_keys: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The report for an item already loaded (so a caller that also draws it decodes once).
+
+    Watermarks: images against the public payload catalog plus any ``payloads`` given, text
+    against ``text_keys``; full results with decoded bits and p-values."""
     report: dict[str, Any] = {
         "schema": INSPECT_SCHEMA, "path": item.path, "sha256": item.sha256,
         "modality": item.modality, "format": item.format, "size_bytes": item.size_bytes,
@@ -64,6 +68,19 @@ def inspect_item(item: Any, detectors: list[Any], *,
 
         # generator tags the file carries about itself (A1111, ComfyUI, EXIF, XMP), raw values
         report["provenance"]["metadata"] = read_metadata(item.path)
+    if Path(item.path).is_file() and item.modality == "image":
+        from .c2pa_manifest import read_c2pa
+
+        report["provenance"]["c2pa"] = read_c2pa(item.path)
+    from .watermark import DEFAULT_TARGET_FPR
+    from .watermark.checks import check_item
+    from .watermark.image import CATALOG
+
+    if item.modality == "image" and payloads:
+        payloads = list(CATALOG.values()) + list(payloads)
+    report["watermarks"] = [r.to_dict() for r in check_item(
+        item, target_fpr=wm_target_fpr or DEFAULT_TARGET_FPR, payloads=payloads,
+        text_keys=text_keys)]
     verdict = None
     for det in detectors:
         if det.tags.modality != item.modality:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError, UnmaskError
+from .errors import ConfigError, ModelError, UnmaskError
 from .media import Limits, iter_paths, load, load_bytes
 from .types import Finding
 
@@ -94,11 +94,29 @@ def _provenance_hints(item: Any) -> dict[str, Any]:
     return hints
 
 
-def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) -> Finding:
+def _c2pa_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The scan record's part of a C2PA report (``inspect`` has all of it)."""
+    out = {"status": report["status"]}
+    if report.get("present"):
+        out.update(claim_generator=report.get("claim_generator"),
+                   ai_generated=report.get("ai_generated"),
+                   digital_source_type=[d["name"] for d in report.get("digital_source_type")
+                                        or []])
+    if report.get("error"):
+        out["error"] = report["error"]
+    return out
+
+
+def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, *,
+              watermarks: bool = True, wm_target_fpr: float | None = None,
+              text_keys: list[str] | tuple[str, ...] = ()) -> Finding:
+    """One Finding: detector verdicts, watermark checks (the public image payload catalog;
+    text only against the given key files) and provenance metadata (file tags, C2PA)."""
     f = Finding(path=item.path, sha256=item.sha256, modality=item.modality)
     usable = [d for d in detectors if d.tags.modality == item.modality]
     f.provenance = _provenance_hints(item)
     if item.modality == "image" and Path(item.path).is_file():
+        from .c2pa_manifest import read_c2pa
         from .metadata import read_metadata
 
         md = read_metadata(item.path)  # header parsing only; the pixels are not decoded again
@@ -107,6 +125,13 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
                 "tools": md["tools"], "ai_source_type": md["ai_source_type"],
                 "sources": [s["source"] for s in md["signals"] if s.get("tool")
                             or s["source"] == "xmp:DigitalSourceType"]}
+        f.provenance["c2pa"] = _c2pa_summary(read_c2pa(item.path))
+    if watermarks:
+        from .watermark import DEFAULT_TARGET_FPR
+        from .watermark.checks import check_item, compact
+
+        f.watermarks = compact(check_item(
+            item, target_fpr=wm_target_fpr or DEFAULT_TARGET_FPR, text_keys=text_keys))
     if not usable:
         f.error = (f"{item.path}: no loaded detector handles {item.modality} input (loaded: "
                    f"{', '.join(sorted({d.name for d in detectors}))})")
@@ -134,7 +159,9 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None) 
 
 def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
          target_fpr: float | None = None, progress: bool = True, debug: bool = False,
-         include_hidden: bool = False, skipped: list[Path] | None = None) -> Iterator[Finding]:
+         include_hidden: bool = False, skipped: list[Path] | None = None,
+         watermarks: bool = True, wm_target_fpr: float | None = None,
+         text_keys: list[str] | tuple[str, ...] = ()) -> Iterator[Finding]:
     """Yield exactly one Finding per input path ('-' reads standard input).
 
     Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
@@ -153,7 +180,8 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
                 item = load_bytes(sys.stdin.buffer.read(), "<stdin>", limits)
             else:
                 item = load(p, limits)
-            finding = scan_item(item, detectors, target_fpr)
+            finding = scan_item(item, detectors, target_fpr, watermarks=watermarks,
+                                wm_target_fpr=wm_target_fpr, text_keys=text_keys)
         except UnmaskError as e:
             finding = Finding(path=str(p), error=str(e))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
@@ -164,11 +192,29 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
         yield finding
 
 
+def watermarked(f: Finding) -> bool:
+    return any(w.get("status") == "detected" for w in f.watermarks)
+
+
 def exit_code(findings: list[Finding], fail_on: str = "synthetic") -> int:
-    """0 clean, 1 at least one finding at or above ``fail_on``, 2 errors and no findings."""
-    flagged = {"synthetic": {"synthetic"}, "uncertain": {"synthetic", "uncertain"},
-               "never": set()}[fail_on]
-    if any(f.verdict in flagged for f in findings):
+    """0 clean, 1 at least one finding at or above ``fail_on``, 2 errors and no findings.
+
+    ``fail_on`` is a comma-separated set of synthetic, uncertain (implies synthetic),
+    watermarked, or ``never``."""
+    parts = {p.strip() for p in fail_on.split(",") if p.strip()}
+    unknown = parts - {"synthetic", "uncertain", "watermarked", "never"}
+    if unknown:
+        raise ConfigError(f"--fail-on: unknown value(s) {', '.join(sorted(unknown))} "
+                          "(synthetic, uncertain, watermarked, never)")
+    flagged = set()
+    if "synthetic" in parts or "uncertain" in parts:
+        flagged.add("synthetic")
+    if "uncertain" in parts:
+        flagged.add("uncertain")
+    if "never" in parts:
+        flagged, parts = set(), set()
+    if any(f.verdict in flagged or ("watermarked" in parts and watermarked(f))
+           for f in findings):
         return 1
     if any(f.verdict == "error" for f in findings):
         return 2
