@@ -8,6 +8,7 @@ import them inside, so ``unmask scan`` never loads what it does not use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -143,8 +144,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
 def cmd_scan(a: argparse.Namespace) -> int:
     from .media import Limits
     from .scan import exit_code, load_detectors, scan
+    from .watermark.checks import load_text_keys
 
     exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
+    text_keys = load_text_keys(a.wm_key)  # so does a bad key file
     detectors = load_detectors(a.detector, a.model)
     limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
@@ -154,7 +157,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
         for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
                       progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
                       skipped=skipped, watermarks=not a.no_watermarks,
-                      wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key):
+                      wm_target_fpr=a.wm_target_fpr, text_keys=text_keys):
             out.write(f.to_json() + "\n")
             out.flush()
             findings.append(f)
@@ -460,9 +463,10 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
     from .media import Limits, iter_paths, load
     from .types import _finite
     from .watermark import DEFAULT_TARGET_FPR
-    from .watermark.checks import check_item
+    from .watermark.checks import check_item, load_text_keys
     from .watermark.image import catalog_payloads, summarize, user_payloads
 
+    text_keys = load_text_keys(a.wm_key)
     bits = _user_payload(a)
     payloads = user_payloads(bits, a.scheme or None, tuple(a.channel_order or ["bgr"])) \
         if bits is not None else None
@@ -481,7 +485,7 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
             if item.modality not in ("image", "text"):
                 raise ConfigError(f"{p}: no watermark check for {item.modality} input")
             results = check_item(item, target_fpr=fpr, payloads=payloads,
-                                 text_keys=a.wm_key, decoder=a.decoder)
+                                 text_keys=text_keys, decoder=a.decoder)
             summary = summarize(results)
             rec.update(status=summary["status"], found=summary["found"],
                        min_p_value=summary["min_p_value"], target_fpr=fpr,
@@ -501,6 +505,56 @@ def cmd_watermark_catalog(a: argparse.Namespace) -> int:
 
     for pl in CATALOG.values():
         print(json.dumps(pl.describe()))
+    return 0
+
+
+def cmd_watermark_keygen(a: argparse.Namespace) -> int:
+    """Write a text watermark key: a fresh secret, or a transformers config wrapped with its
+    tokenizer. The key itself never goes to stdout; its fingerprint does."""
+    from .watermark.text import TextWatermarkKey
+
+    out = Path(a.out)
+    if out.exists() and not a.force:
+        raise ConfigError(f"{out}: exists; a key is a secret that text was marked with, so it is "
+                          "never overwritten silently (--force)")
+    params: dict[str, Any] = {}
+    if a.from_transformers:
+        src = Path(a.from_transformers)
+        try:
+            cfg = json.loads(src.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{src}: cannot read a JSON config ({e})") from e
+        if isinstance(cfg, dict) and isinstance(cfg.get("watermarking_config"), dict):
+            cfg = cfg["watermarking_config"]  # a generation_config.json
+        if not isinstance(cfg, dict) or not ({"greenlist_ratio", "keys"} & set(cfg)):
+            raise ConfigError(f"{src}: no KGW (greenlist_ratio) or SynthID (keys) watermarking "
+                              "settings found")
+        if a.scheme and a.scheme != ("kgw" if "greenlist_ratio" in cfg else "synthid"):
+            raise ConfigError(f"{src}: holds a {'kgw' if 'greenlist_ratio' in cfg else 'synthid'}"
+                              f" config, not {a.scheme}")
+        key = TextWatermarkKey.from_transformers(cfg, a.tokenizer, vocab_size=a.vocab_size,
+                                                 device=a.device, name=out.name)
+    else:
+        scheme = a.scheme or "kgw"
+        if scheme == "kgw":
+            for name, val in (("greenlist_ratio", a.gamma), ("bias", a.delta),
+                              ("seeding_scheme", a.seeding_scheme),
+                              ("context_width", a.context_width)):
+                if val is not None:
+                    params[name] = val
+        elif a.ngram_len is not None:
+            params["ngram_len"] = a.ngram_len
+        key = TextWatermarkKey.new(scheme, a.tokenizer, vocab_size=a.vocab_size,
+                                   depth=a.depth, seed=a.seed, name=out.name, device=a.device,
+                                   **params)
+    key.save(out)
+    with contextlib.suppress(OSError):
+        out.chmod(0o600)
+    desc = {k: v for k, v in key.to_dict().items() if k not in ("hashing_key", "keys", "schema")}
+    print(json.dumps({"schema": "unmask.watermark-keygen/1", "out": str(out),
+                      "fingerprint": key.fingerprint, **desc}))
+    if key.tokenizer is None:
+        _log("note: no --tokenizer: verify will need one (the key records none)")
     return 0
 
 
@@ -548,6 +602,29 @@ def _watermark_parser(sub: Any) -> None:
 
     s = wsub.add_parser("catalog", help="list the public payloads verify checks by default")
     s.set_defaults(func=cmd_watermark_catalog)
+
+    s = wsub.add_parser("keygen", help="write a text watermark key file (KGW or SynthID-Text) "
+                        "for transformers' generate and for verify --wm-key")
+    s.add_argument("--out", required=True, metavar="KEY.json")
+    s.add_argument("--scheme", choices=["kgw", "synthid"], help="default kgw")
+    s.add_argument("--tokenizer", metavar="PATH_OR_ID",
+                   help="the generating model's tokenizer (recorded with its fingerprint)")
+    s.add_argument("--vocab-size", type=int, help="the model's config.vocab_size "
+                   "(default: the tokenizer's length)")
+    s.add_argument("--from-transformers", metavar="CONFIG.json",
+                   help="wrap an existing WatermarkingConfig / SynthIDTextWatermarkingConfig "
+                   "dict or a generation_config.json instead of drawing a new secret")
+    s.add_argument("--gamma", type=float, help="KGW green-list fraction (default 0.25)")
+    s.add_argument("--delta", type=float, help="KGW logit bias (default 2.0)")
+    s.add_argument("--seeding-scheme", choices=["lefthash", "selfhash"])
+    s.add_argument("--context-width", type=int)
+    s.add_argument("--depth", type=int, default=30, help="SynthID layers (keys)")
+    s.add_argument("--ngram-len", type=int, help="SynthID n-gram length (default 5)")
+    s.add_argument("--device", default="cpu", help="device generate runs on (KGW green lists "
+                   "differ between CPU and CUDA)")
+    s.add_argument("--seed", type=int, help="reproducible key (tests only: a key must be secret)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing key file")
+    s.set_defaults(func=cmd_watermark_keygen)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,26 +11,38 @@ from typing import Any
 from . import DEFAULT_TARGET_FPR, WatermarkResult
 
 
+def load_text_keys(paths: Sequence[str | Path | Any]) -> list[Any]:
+    """Key files (or keys already loaded) -> TextWatermarkKey objects, each named after its
+    file. A bad file is a ConfigError naming it, raised before any input is read."""
+    from .text import TextWatermarkKey
+
+    out = []
+    for src in paths:
+        if isinstance(src, TextWatermarkKey):
+            out.append(src)
+            continue
+        k = TextWatermarkKey.load(src)
+        k.name = Path(src).name
+        out.append(k)
+    return out
+
+
 def check_item(item: Any, *, target_fpr: float = DEFAULT_TARGET_FPR,
-               payloads: Sequence[Any] | None = None, text_keys: Sequence[str | Path] = (),
+               payloads: Sequence[Any] | None = None, text_keys: Sequence[Any] = (),
                decoder: str = "fast") -> list[WatermarkResult]:
     """Every applicable check; the FPR holds for the item as a whole (corrected for the
-    number of payloads or keys tried)."""
+    number of payloads or keys tried). ``text_keys`` are key file paths or loaded keys."""
     if item.modality == "image":
         from .image import verify_image
 
         return verify_image(item.content, list(payloads) if payloads is not None else None,
                             target_fpr=target_fpr, decoder=decoder, path=item.path)
     if item.modality == "text" and text_keys:
-        from .text import TextWatermarkKey, verify_text
+        from .text import verify_text
 
-        keys = [TextWatermarkKey.load(k) for k in text_keys]
-        out = []
-        for k, src in zip(keys, text_keys, strict=True):
-            r = verify_text(item.content, k, target_fpr=target_fpr, n_tests=len(keys))
-            r.payload = Path(src).name
-            out.append(r)
-        return out
+        keys = load_text_keys(text_keys)
+        return [verify_text(item.content, k, target_fpr=target_fpr, n_tests=len(keys))
+                for k in keys]
     return []
 
 
@@ -40,7 +52,7 @@ def compact(results: Sequence[WatermarkResult]) -> list[dict[str, Any]]:
     for r in results:
         d = {"scheme": r.scheme, "payload": r.payload, "status": r.status,
              "p_value": r.p_value, "alpha": r.alpha}
-        for k in ("bit_accuracy", "z_score", "tokens_scored"):
+        for k in ("bit_accuracy", "tokens_scored", "green_fraction", "mean", "z"):
             if k in r.statistic:
                 d[k] = r.statistic[k]
         out.append(d)
