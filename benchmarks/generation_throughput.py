@@ -47,7 +47,9 @@ def main() -> None:
 
     rows = []
     for name in generators.names():
-        if name.endswith("-test") or not getattr(generators.get_class(name), "trainable", True):
+        cls = generators.get_class(name)
+        if name.endswith("-test") or not getattr(cls, "trainable", True) or \
+                getattr(cls, "modality", "image") != "image":
             continue
         rows.append(measure(name, a.images, a.repeats))
         print(json.dumps(rows[-1]), flush=True)

@@ -22,144 +22,23 @@ import json
 import os
 import platform
 import random
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+# the data and the small language model (also used by tests/test_text_watermark.py) live in the
+# generators package; re-exported here unchanged
+from generators.text.lm import build_lm, train_tokenizer
+from generators.text.lm import generate_batched as generate_ids
+from generators.text.sources import prose_paragraphs, split_paragraphs
 
 RESULTS_SCHEMA = "unmask.bench-text-watermark/1"
 LENGTHS = (25, 50, 100, 200, 400)
 FPRS = (1e-6, 1e-2)
 
 
-# ---------------------------------------------------------------------------------------------
-# data and the small language model (also used by tests/test_text_watermark.py)
-
-
-def prose_paragraphs() -> list[str]:
-    """The prose paragraphs of Python's bundled topic help (no code, grammar or tables)."""
-    from pydoc_data.topics import topics
-
-    out = []
-    for name in sorted(topics):
-        for para in re.split(r"\n\s*\n", topics[name]):
-            lines = para.split("\n")
-            if any(ln.startswith(" ") for ln in lines):  # indented = code or grammar
-                continue
-            if re.search(r"[|]|::=|\*\*\*|===|---|\+\+", para):
-                continue
-            text = " ".join(ln.strip() for ln in lines).strip()
-            if len(text.split()) >= 8:
-                out.append(text)
-    return out
-
-
-def split_paragraphs(holdout_every: int = 4) -> tuple[list[str], list[str]]:
-    """(train, held-out): every ``holdout_every``-th paragraph is held out."""
-    paras = prose_paragraphs()
-    held = paras[holdout_every - 1::holdout_every]
-    train = [p for i, p in enumerate(paras) if i % holdout_every != holdout_every - 1]
-    return train, held
-
-
-def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
-    """Byte-level BPE (GPT-2 style) wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    bpe.train_from_iterator(texts, trainer)
-    eos = "<|endoftext|>"
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=eos, bos_token=eos,
-                                   unk_token=eos, pad_token=eos)
-
-
-def build_lm(out: str | Path, *, vocab_size: int = 1024, n_layer: int = 2, n_embd: int = 64,
-             n_head: int = 2, n_positions: int = 512, steps: int = 300, block: int = 64,
-             batch: int = 16, lr: float = 3e-3, seed: int = 0, threads: int = 1,
-             progress: bool = False) -> Path:
-    """Train tokenizer + GPT-2 on the training paragraphs; ``save_pretrained`` both to ``out``.
-
-    Returns ``out``; load with ``from_pretrained(out)``. Deterministic for a seed. One thread by
-    default: a model this small gains nothing from more, and loses badly when another process
-    holds the other cores (OpenMP threads then spin against each other).
-    """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    out = Path(out)
-    train, _ = split_paragraphs()
-    tok = train_tokenizer(train, vocab_size)
-    ids: list[int] = []
-    for p in train:
-        ids += tok(p)["input_ids"] + [tok.eos_token_id]
-    data = torch.tensor(ids, dtype=torch.long)
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd,
-                     n_layer=n_layer, n_head=n_head, bos_token_id=tok.eos_token_id,
-                     eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    model = GPT2LMHeadModel(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.1)
-    g = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    model.train()
-    bar = tqdm(range(steps), desc="train lm", file=sys.stderr, disable=not progress)
-    loss = torch.tensor(float("nan"))
-    for _ in bar:
-        ix = torch.randint(0, len(data) - block - 1, (batch,), generator=g)
-        x = torch.stack([data[i:i + block] for i in ix.tolist()])
-        loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.2f}", refresh=False)
-    torch.set_num_threads(threads_before)
-    model.eval()
-    model.generation_config.pad_token_id = tok.eos_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "train_info.json").write_text(json.dumps(
-        {"train_tokens": len(ids), "steps": steps, "final_loss": float(loss.item()),
-         "vocab_size": len(tok), "n_layer": n_layer, "n_embd": n_embd, "seed": seed,
-         "threads": threads, "train_seconds": time.perf_counter() - t0}) + "\n")
-    return out
-
-
-def generate_ids(model: Any, prompts: list[list[int]], n_new: int, *, watermarking_config: Any,
-                 seed: int, batch_size: int = 32, progress: bool = False,
-                 desc: str = "generate") -> list[list[int]]:
-    """Sample exactly ``n_new`` tokens after each prompt (all prompts the same length, so no
-    padding); returns only the generated ids, the part that carries the watermark."""
-    import torch
-    from tqdm.auto import tqdm
-
-    outs: list[list[int]] = []
-    eos = model.generation_config.eos_token_id
-    for b in tqdm(range(0, len(prompts), batch_size), desc=desc, file=sys.stderr,
-                  disable=not progress, leave=False):
-        chunk = torch.tensor(prompts[b:b + batch_size], dtype=torch.long)
-        torch.manual_seed(seed + b)
-        with torch.no_grad():
-            gen = model.generate(input_ids=chunk, attention_mask=torch.ones_like(chunk),
-                                 do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                                 max_new_tokens=n_new, min_new_tokens=n_new,
-                                 watermarking_config=watermarking_config, pad_token_id=eos)
-        outs += gen[:, chunk.shape[1]:].tolist()
-    return outs
+__all__ = ["build_lm", "generate_ids", "prose_paragraphs", "split_paragraphs", "train_tokenizer"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ def cmd_train_generator(a: argparse.Namespace) -> int:
 
     from .registry import generators
 
+    if getattr(generators.get_class(a.generator), "modality", "image") == "text":
+        return _train_text_generator(a)
+    a.source = a.source or "photos"
     params = {"size": a.size, **_parse_sets(a.set)}
     if a.seed is not None:
         params["seed"] = a.seed
@@ -103,6 +106,43 @@ def cmd_train_generator(a: argparse.Namespace) -> int:
     print(json.dumps({"generator": a.generator, "model": str(out / "model"),
                       "checkpoint_sha256": gen.checkpoint_sha256_, "quality": rep,
                       "samples": str(out / "samples.png"),
+                      "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def _train_text_generator(a: argparse.Namespace) -> int:
+    """Train a text LM on the train documents of text sources (``--source pydoc,docstrings``),
+    split by origin 90/10; the held-out perplexity on the other tenth is saved with it."""
+    from generators.text.sources import documents, split_documents
+
+    from .registry import generators
+
+    params = _parse_sets(a.set)
+    if a.seed is not None:
+        params["seed"] = a.seed
+    seed = a.seed or 0
+    out = Path(a.out)
+    gen = generators.create(a.generator, **params)
+    t0 = time.time()
+    docs = []
+    for src in (a.source or "pydoc").split(","):
+        docs += documents(src.strip(), limit=a.limit)
+    split = split_documents(docs, {"train": 0.9, "test": 0.1}, seed)
+    train = [d for d in docs if split[d.id] == "train"]
+    held = [d for d in docs if split[d.id] == "test"]
+    if getattr(gen, "trainable", True):
+        gen.fit(train, workdir=out, progress=not a.quiet)
+    else:
+        gen.prepare()
+    ev = gen.evaluate(held, max_tokens=512)
+    if hasattr(gen, "untrained"):
+        ev["untrained_perplexity"] = gen.untrained().perplexity([d.text for d in held],
+                                                                max_tokens=512)
+    gen.save(out / "model")
+    print(json.dumps({"generator": a.generator, "model": str(out / "model"),
+                      "checkpoint_sha256": gen.checkpoint_sha256_,
+                      "n_params": gen.n_params() if hasattr(gen, "n_params") else None,
+                      "train_documents": len(train), "heldout": ev,
                       "seconds": round(time.time() - t0, 1)}))
     return 0
 
@@ -141,15 +181,30 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_scan(a: argparse.Namespace) -> list[Any]:
+    """The detectors scan / inspect run: named, saved, or shipped; zero-shot text detectors
+    re-pointed at ``--scorer`` (and re-calibrated) when one is given."""
+    from .scan import load_detectors
+
+    dets = load_detectors(a.detector, a.model)
+    if a.performer and not a.scorer:
+        raise ConfigError("--performer goes with --scorer")
+    if a.scorer:
+        from .text.zeroshot import with_scorer
+
+        dets = with_scorer(dets, a.scorer, a.performer, log=_log)
+    return dets
+
+
 def cmd_scan(a: argparse.Namespace) -> int:
     from .media import Limits
-    from .scan import exit_code, load_detectors, scan
+    from .scan import exit_code, scan
     from .watermark.checks import load_text_keys
 
     exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
     text_keys = load_text_keys(a.wm_key)  # so does a bad key file
-    detectors = load_detectors(a.detector, a.model)
-    limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels)
+    detectors = _load_for_scan(a)
+    limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels, text_errors=a.text_errors)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     findings = []
     skipped: list[Path] = []
@@ -181,10 +236,9 @@ def cmd_scan(a: argparse.Namespace) -> int:
 def cmd_inspect(a: argparse.Namespace) -> int:
     from .inspect import inspect_item
     from .media import Limits, load
-    from .scan import load_detectors
 
-    detectors = load_detectors(a.detector, a.model)
-    item = load(a.file, Limits())
+    detectors = _load_for_scan(a)
+    item = load(a.file, Limits(text_errors=a.text_errors))
     report = inspect_item(item, detectors, target_fpr=a.target_fpr,
                           wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key)
     if a.heatmap:
@@ -648,15 +702,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also copy each generator's sample grid + quality figure to DIR/<name>/")
     s.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("train-generator", help="train a generator on real patches (resumable)")
-    s.add_argument("generator", help="registry name, e.g. dcgan, vae, diffusion-ddim")
+    s = sub.add_parser("train-generator", help="train a generator on real patches or human "
+                       "text (resumable)")
+    s.add_argument("generator", help="registry name, e.g. dcgan, vae, diffusion-ddim, gpt2-small")
     s.add_argument("--out", required=True, help="folder: checkpoints, model/, samples.png")
-    s.add_argument("--source", default="photos",
-                   help="skimage, sklearn, opencv-doc, photos, fashion-mnist or folder:PATH")
+    s.add_argument("--source", default=None,
+                   help="images: skimage, sklearn, opencv-doc, photos (default), fashion-mnist "
+                   "or folder:PATH; text: pydoc (default), docstrings, jargon or folder:PATH, "
+                   "comma-separated")
     s.add_argument("--size", type=int, default=32)
     s.add_argument("--patches", type=int, default=16000, help="training patches to cut")
     s.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 0.25])
-    s.add_argument("--limit", type=int, default=None, help="use at most this many source images")
+    s.add_argument("--limit", type=int, default=None,
+                   help="use at most this many source images (text: documents per source)")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter (JSON value), e.g. steps=3000")
@@ -707,6 +765,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="saved model folder (repeat)")
         s.add_argument("--target-fpr", type=float, default=None,
                        help="re-derive thresholds for this FPR from the saved calibration scores")
+        s.add_argument("--scorer", metavar="PATH_OR_ID",
+                       help="score text with this causal LM (folder or hub id) instead of the "
+                       "shipped one; zero-shot thresholds are re-derived on shipped human texts")
+        s.add_argument("--performer", metavar="PATH_OR_ID",
+                       help="with --scorer: the second LM for binoculars (same tokenizer)")
+        s.add_argument("--text-errors", choices=["strict", "replace"], default="strict",
+                       help="invalid UTF-8: an error record (strict) or decode with U+FFFD "
+                       "and record how many bytes were replaced (replace)")
         _watermark_fpr_args(s)
         s.set_defaults(func=cmd_scan if name == "scan" else cmd_inspect)
 

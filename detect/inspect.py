@@ -72,6 +72,13 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
         from .c2pa_manifest import read_c2pa
 
         report["provenance"]["c2pa"] = read_c2pa(item.path)
+    if item.modality == "text":
+        from .text.normalize import language_check, normalize
+
+        norm = normalize(item.content)
+        # what the text detectors saw: sentence spans below index the normalised text
+        report["text"] = {"normalization": norm.to_dict(), "normalized": norm.text,
+                          "language": language_check(norm.text)}
     from .watermark import DEFAULT_TARGET_FPR
     from .watermark.checks import check_item
     from .watermark.image import CATALOG
@@ -87,13 +94,14 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
             report["detectors"][det.name] = {"applies": False,
                                              "reason": f"{det.tags.modality} detector"}
             continue
-        cal = det.calibration_for(target_fpr)
         score = float(det.score([item])[0])  # the same number scan reports
-        tile_scores, pos = _all_tiles(det, item)
-        res = {"applies": True, "score": score, "threshold": cal.threshold,
-               "uncertain_above": cal.lower, "target_fpr": cal.target_fpr,
-               "verdict": cal.verdict(score), "trained_on": det.trained_on_,
-               "tiles": tile_grid(tile_scores, pos, det.patch)}
+        res = {"applies": True, **det.decide(item, score, target_fpr),
+               "trained_on": det.trained_on_}
+        if item.modality == "image":
+            tile_scores, pos = _all_tiles(det, item)
+            res["tiles"] = tile_grid(tile_scores, pos, det.patch)
+        elif hasattr(det, "sentence_scores"):
+            res["sentences"] = det.sentence_scores(item)
         report["detectors"][det.name] = res
         verdict = verdict or res
     report["verdict"] = verdict["verdict"] if verdict else "uncertain"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import InputError
+from detect.errors import ConfigError, InputError
 from detect.types import Item
 
 __all__ = ["Limits", "iter_paths", "load", "load_bytes", "sniff"]
@@ -44,11 +44,20 @@ class Limits:
     max_chars: int = 2_000_000
     max_frames: int = 100_000
     min_side: int = 8  # smaller images carry too little signal to score honestly
+    # Invalid bytes in a text: "strict" refuses the file (naming the byte); "replace" decodes
+    # them to U+FFFD and records how many in ``meta["decode"]``.
+    text_errors: str = "strict"
+
+    def __post_init__(self) -> None:
+        if self.text_errors not in ("strict", "replace"):
+            raise ConfigError(f"text_errors must be 'strict' or 'replace', "
+                              f"got {self.text_errors!r}")
 
 
 # --------------------------------------------------------------------------- sniffing
 
 _UTF8_BOM = codecs.BOM_UTF8
+_UTF8_REPLACEMENT = "\ufffd".encode()  # U+FFFD as it appears in a UTF-8 file
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # BITMAPINFOHEADER variants; checking this keeps text starting with "BM..." from being a BMP.
 _BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
@@ -129,6 +138,17 @@ def _looks_like_non_utf8_text(head: bytes) -> bool:
     return printable >= 0.7 * len(h)
 
 
+def _looks_like_damaged_utf8(head: bytes) -> bool:
+    """True for UTF-8 text with a few bad bytes (at most 2% of its characters), which the
+    ASCII-based test above misses when the text is not in a Latin script."""
+    h = head[:SNIFF_BYTES]
+    if not h or b"\x00" in h or any(b in _CONTROL_BYTES for b in h):
+        return False
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(h, final=False)
+    bad = text.count("\ufffd") - h.count(_UTF8_REPLACEMENT)
+    return bad <= 0.02 * len(text)
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -200,6 +220,8 @@ def load_bytes(
     kind = sniff(data[:SNIFF_BYTES])
     if kind is None and _looks_like_non_utf8_text(data):
         kind = ("text", "text")  # decoding below reports exactly where UTF-8 breaks
+    if kind is None and limits.text_errors == "replace" and _looks_like_damaged_utf8(data):
+        kind = ("text", "text")  # e.g. Cyrillic UTF-8 with one bad byte: not mostly ASCII
     if kind is None:
         raise InputError(
             name,
@@ -233,7 +255,11 @@ def load_bytes(
 
 
 def _decode_text(data: bytes, name: str, limits: Limits) -> tuple[str, dict[str, Any]]:
-    """Strict decoding: replacing bad bytes would feed detectors text nobody wrote."""
+    """Strict decoding by default: replacing bad bytes would feed detectors text nobody wrote.
+
+    ``limits.text_errors == "replace"`` is for callers who would rather score a damaged
+    text than none; the item then says how much was replaced and where the damage starts.
+    """
     if data.startswith(_UTF8_BOM):
         encoding, codec, skip = "utf-8-sig", "utf-8", len(_UTF8_BOM)
     elif data.startswith(codecs.BOM_UTF16_LE):
@@ -242,12 +268,19 @@ def _decode_text(data: bytes, name: str, limits: Limits) -> tuple[str, dict[str,
         encoding, codec, skip = "utf-16", "utf-16-be", 2
     else:
         encoding, codec, skip = "utf-8", "utf-8", 0
+    decode: dict[str, Any] | None = None
+    if limits.text_errors == "replace":
+        decode = {"policy": "replace", "replaced": 0, "first_bad_offset": None}
     try:
         text = data[skip:].decode(codec, errors="strict")
     except UnicodeDecodeError as e:
         label = "UTF-16" if encoding == "utf-16" else "UTF-8"
         # Offsets are reported in file bytes (BOM included), so `xxd -s` finds them.
-        raise InputError(name, f"bad {label} at byte {e.start + skip}: {e.reason}") from None
+        if decode is None:
+            raise InputError(name, f"bad {label} at byte {e.start + skip}: {e.reason}") from None
+        text = data[skip:].decode(codec, errors="replace")
+        genuine = _replacement_chars_in(data[skip:], codec)
+        decode.update(replaced=text.count("\ufffd") - genuine, first_bad_offset=e.start + skip)
     if "\x00" in text:
         raise InputError(name, "binary data (NUL bytes), not text")
     if len(text) > limits.max_chars:
@@ -255,7 +288,23 @@ def _decode_text(data: bytes, name: str, limits: Limits) -> tuple[str, dict[str,
     if not text.strip():
         raise InputError(name, "empty text (only whitespace)")
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    return text, {"chars": len(text), "lines": lines, "encoding": encoding}
+    meta: dict[str, Any] = {"chars": len(text), "lines": lines, "encoding": encoding}
+    if decode is not None:
+        meta["decode"] = decode
+    return text, meta
+
+
+def _replacement_chars_in(data: bytes, codec: str) -> int:
+    """U+FFFD characters the file really contains, so they are not counted as replaced.
+
+    Exact: a decoder never reads EF (UTF-8) or an FFFD code unit (UTF-16) as part of
+    another character, so each occurrence decodes to U+FFFD whatever surrounds it.
+    """
+    if codec == "utf-8":
+        return data.count(_UTF8_REPLACEMENT)
+    dtype = "<u2" if codec == "utf-16-le" else ">u2"
+    units = np.frombuffer(data[: len(data) // 2 * 2], dtype=dtype)
+    return int(np.count_nonzero(units == 0xFFFD))
 
 
 # --------------------------------------------------------------------------- images

@@ -163,6 +163,33 @@ detectors.register("recon-test", _RECON, "tiny recon detector for tests",
                    reconstructor="train:vae-test", reconstructor_pool=256, max_train=400)
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
                    epochs=2, batch_size=32)
+_ZS = "detect.text.zeroshot:ZeroShotDetector"
+for _stat, _doc in (("likelihood", "mean token log-probability under an LM"),
+                    ("logrank", "minus the mean log rank of each token under an LM"),
+                    ("entropy", "minus the mean predictive entropy of an LM"),
+                    ("lrr", "DetectLLM's log-likelihood / log-rank ratio"),
+                    ("gltr", "GLTR rank buckets (top-10/100/1000/rest) + logistic regression"),
+                    ("fastdetect", "Fast-DetectGPT's analytic sampling discrepancy")):
+    detectors.register(f"lm-{_stat}", _ZS, _doc, statistic=_stat)
+detectors.register("lm-fastdetect-test", _ZS, "Fast-DetectGPT on the shipped LM, for tests",
+                   statistic="fastdetect", target_fpr=0.05, max_tokens=256)
+detectors.register("lm-binoculars", _ZS, "Binoculars: observer log-perplexity over the "
+                   "performer-observer cross-perplexity (two LMs, one tokenizer)",
+                   statistic="binoculars", performer="shipped:text-lm-b")
+detectors.register("lm-fastdetect-xref", _ZS, "Fast-DetectGPT with the performer LM as the "
+                   "sampling (reference) model, the observer scoring", statistic="fastdetect",
+                   performer="shipped:text-lm-b")
+_TFIDF = "detect.text.supervised:TfidfDetector"
+detectors.register("text-tfidf-logreg", _TFIDF, "word 1-2-gram + char 3-5-gram TF-IDF, "
+                   "class-balanced logistic regression")
+detectors.register("text-tfidf-test", _TFIDF, "tiny TF-IDF text detector for tests",
+                   max_word_features=2000, max_char_features=3000, target_fpr=0.05)
+_TCLS = "detect.text.supervised:TransformerClassifier"
+detectors.register("text-classifier", _TCLS, "transformer sequence classifier fine-tuned from "
+                   "a causal LM, trained on random windows", init="shipped:text-lm-a")
+detectors.register("text-classifier-test", _TCLS, "tiny transformer text classifier trained "
+                   "from scratch, for tests", tokenizer="shipped:text-lm-a", n_layer=1,
+                   n_embd=32, n_head=2, max_length=64, epochs=4, lr=2e-3, target_fpr=0.05)
 
 # --- generators ------------------------------------------------------------------------------
 _GAN = "generators.image.gan:GAN"
@@ -185,6 +212,16 @@ generators.register("pretrained", "generators.image.pretrained:PretrainedPipelin
                     "any diffusers pipeline by hub id or local path (model=..., prompts=FILE)")
 generators.register("diffusion-test", _DIFF, "tiny diffusion model for tests", size=16,
                     channels=[16, 32], steps=120, batch_size=16, lr=1e-3, sample_steps=5)
+_LM = "generators.text.lm:CausalLM"
+generators.register("gpt2-small", _LM, "GPT-2 trained here on human text (4 layers x 128, "
+                    "BPE 4096: 1.4M params)", n_layer=4, n_embd=128, n_head=4, vocab_size=4096)
+generators.register("gpt2-base", _LM, "GPT-2 trained here on human text (6 layers x 192, "
+                    "BPE 8192: 4.3M params)", n_layer=6, n_embd=192, n_head=6, vocab_size=8192)
+generators.register("gpt2-test", _LM, "tiny GPT-2 for tests (2 layers x 32, BPE 512)",
+                    n_layer=2, n_embd=32, n_head=2, vocab_size=512, n_positions=128, steps=150,
+                    batch_size=8, block=64, lr=1e-2, checkpoint_every=50)
+generators.register("lm-pretrained", "generators.text.lm:PretrainedCausalLM",
+                    "any transformers causal LM by hub id or local path (model=...)")
 
 # --- attacks ---------------------------------------------------------------------------------
 _ATK = "benchmarks.attacks"
@@ -195,3 +232,14 @@ attacks.register("noise", f"{_ATK}:Noise", "additive Gaussian noise", sigma=5.0)
 attacks.register("crop", f"{_ATK}:Crop", "centre crop", fraction=0.8)
 attacks.register("brightness", f"{_ATK}:Brightness", "brightness change", factor=1.2)
 attacks.register("rotate", f"{_ATK}:Rotate", "rotation about the centre", degrees=2.0)
+_TXT = "benchmarks.text_attacks"
+attacks.register("text-homoglyph", f"{_TXT}:Homoglyphs", "Cyrillic/Greek lookalikes for a "
+                 "fraction of the Latin letters", fraction=0.1)
+attacks.register("text-zerowidth", f"{_TXT}:ZeroWidth", "zero-width characters between a "
+                 "fraction of adjacent letter pairs", fraction=0.1)
+attacks.register("text-delete", f"{_TXT}:WordDelete", "delete a fraction of the words",
+                 fraction=0.1)
+attacks.register("text-substitute", f"{_TXT}:WordSubstitute", "replace a fraction of the words "
+                 "with words of the text's own vocabulary", fraction=0.1)
+attacks.register("text-mix", f"{_TXT}:CopyPasteMix", "replace a stretch of sentences with human "
+                 "text (human=...) so that fraction of the words are human", fraction=0.25)

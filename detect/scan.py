@@ -34,7 +34,8 @@ def default_detector_names() -> list[str]:
     order_file = MODELS_DIR / "defaults.json"
     shipped = shipped_models()
     if order_file.is_file():
-        order = json.loads(order_file.read_text(encoding="utf-8")).get("image", [])
+        cfg = json.loads(order_file.read_text(encoding="utf-8"))
+        order = [*cfg.get("image", []), *cfg.get("text", [])]  # per modality, primary first
         return [n for n in order if n in shipped]
     return list(shipped)
 
@@ -142,10 +143,7 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
     order = sorted(usable, key=lambda d: bool(getattr(d, "members_", None)))
     scores = {id(d): _score_one(d, item, memo) for d in order}
     for det in usable:
-        cal = det.calibration_for(target_fpr)
-        score = scores[id(det)]
-        res = {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
-               "target_fpr": cal.target_fpr, "verdict": cal.verdict(score)}
+        res = det.decide(item, scores[id(det)], target_fpr)
         key = det.name if det.name not in f.detectors else f"{det.name}@{det.model_dir_}"
         f.detectors[key] = res
         primary = primary or res

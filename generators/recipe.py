@@ -33,7 +33,10 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
     if recipe.get("schema") != RECIPE_SCHEMA:
         raise ConfigError(f"{p}: schema must be {RECIPE_SCHEMA!r}")
-    for k in ("name", "seed", "image", "splits", "real", "synthetic"):
+    modality = recipe.get("modality", "image")
+    if modality not in ("image", "text"):
+        raise ConfigError(f"{p}: modality must be 'image' or 'text', got {modality!r}")
+    for k in ("name", "seed", modality, "splits", "real", "synthetic"):
         if k not in recipe:
             raise ConfigError(f"{p}: missing [{k}]")
     splits = recipe["splits"]
@@ -42,6 +45,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     for s in ("calib", "test"):
         if splits.get(s, 0) <= 0:
             raise ConfigError(f"{p}: [splits] needs a positive {s} fraction")
+    if modality == "text":  # its own [[real]] / [[synthetic]] fields: generators/text/recipe.py
+        from .text.recipe import check as check_text
+
+        check_text(recipe, str(p))
+        return recipe
     for r in recipe["real"]:
         if "source" not in r or "count" not in r:
             raise ConfigError(f"{p}: every [[real]] needs source and count")
@@ -79,6 +87,10 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
     from .sources import assign_splits, photo_patches, photos
 
     recipe = load_recipe(recipe_path)
+    if recipe.get("modality", "image") == "text":
+        from .text.recipe import build_text
+
+        return build_text(recipe, recipe_path, out, seed=seed, progress=progress)
     if seed is not None:
         recipe["seed"] = seed
     seed = int(recipe["seed"])
@@ -227,6 +239,10 @@ def publish_evidence(corpus: Corpus, dest: str | Path) -> Path:
 
     d = Path(dest) / corpus.header["name"]
     d.mkdir(parents=True, exist_ok=True)
+    if corpus.header.get("modality") == "text":
+        from .text.recipe import publish_text_evidence
+
+        return publish_text_evidence(corpus, d)
     rows = ["| generator | family | held out | FD generated | FD untrained | FD real-vs-real "
             "| learned | samples |", "|---|---|---|---|---|---|---|---|"]
     for key, g in corpus.header.get("generators", {}).items():

@@ -35,6 +35,62 @@ def trained_models(tiny_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     out = {}
     for name in detectors.names("*-test"):
+        if detectors.get_class(name).tags.modality != "image":
+            continue  # text detectors fit on tiny_text_corpus in their own tests
         det = detectors.create(name).fit(tiny_corpus)
         out[name] = det.save(root / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_text_lm(tmp_path_factory):
+    """A 2-layer GPT-2 and its BPE tokenizer trained here in seconds, saved by save_pretrained."""
+    pytest.importorskip("transformers")
+    from benchmarks.text_watermark import build_lm
+
+    return build_lm(tmp_path_factory.mktemp("text-lm") / "lm", vocab_size=1024, n_layer=2,
+                    n_embd=64, n_head=2, steps=300, block=64, batch=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_corpus(tiny_text_lm, tmp_path_factory):
+    """Held-out human paragraphs and the tiny LM's continuations of their first 8 tokens, at
+    the same token length, paired in one split (so topic cannot separate the classes)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from benchmarks.text_watermark import split_paragraphs
+    from detect.corpus import CorpusWriter
+    from detect.types import Provenance, Sample
+
+    tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    model = AutoModelForCausalLM.from_pretrained(tiny_text_lm).eval()
+    _, held = split_paragraphs()
+    docs = [p for p in held if 40 <= len(tok(p)["input_ids"]) <= 300][:128]
+    out = tmp_path_factory.mktemp("text-corpus") / "tiny-text"
+    w = CorpusWriter(out, name="tiny-text", recipe={"name": "tiny-text-fixture"}, seed=0)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small loses time to thread hand-offs
+    for i, doc in enumerate(docs):
+        split = ("train", "train", "calib", "test")[i % 4]
+        ids = tok(doc)["input_ids"]
+        torch.manual_seed(i)
+        with torch.no_grad():
+            # temperature below 1 (with or without a nucleus): pure sampling from an LM this
+            # weak is word salad, *less* probable than human text (the benchmark covers it)
+            sampling = ({"temperature": 0.7} if rng.random() < 0.5
+                        else {"temperature": 0.8, "top_p": 0.9})
+            gen = model.generate(torch.tensor([ids[:8]]), do_sample=True, top_k=0,
+                                 max_new_tokens=len(ids) - 8, min_new_tokens=len(ids) - 8,
+                                 pad_token_id=tok.eos_token_id, **sampling)
+        fake = tok.decode(gen[0], skip_special_tokens=True)
+        w.add(Sample(doc, "text", 0, Provenance("real", source="pydoc", index=i),
+                     group=f"doc{i}"), split, f"real:{i}")
+        w.add(Sample(fake, "text", 1, Provenance("synthetic", generator="tiny-lm", seed=i,
+                                                 index=i, params=sampling),
+                     group=f"doc{i}"), split,
+              f"synthetic:{i}")
+    torch.set_num_threads(threads)
+    return w.close()

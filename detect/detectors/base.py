@@ -140,6 +140,13 @@ class Detector(HasParams):
             cache[key] = Calibration.fit(self.calib_scores_, self.calib_labels_, target_fpr)
         return cache[key]
 
+    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
+        """This detector's result for one item: score, the rule at the target FPR, verdict.
+        (Text detectors add the length bucket and an "uncertain" reason.)"""
+        cal = self.calibration_for(target_fpr)
+        return {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
+                "target_fpr": cal.target_fpr, "verdict": cal.verdict(score)}
+
     @property
     def threshold_(self) -> float:
         self._check_fitted()
