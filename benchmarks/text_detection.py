@@ -42,7 +42,7 @@ from benchmarks.runner import machine  # noqa: E402
 ZERO_SHOT = ["lm-fastdetect", "lm-binoculars", "lm-fastdetect-xref", "lm-likelihood",
              "lm-logrank", "lm-lrr", "lm-entropy", "lm-gltr"]
 SUPERVISED = ["text-tfidf-logreg", "text-classifier"]
-SHIP = ["lm-fastdetect", "lm-binoculars", "text-tfidf-logreg", "text-classifier"]
+SHIP = ["text-tfidf-logreg", "lm-fastdetect", "lm-binoculars", "text-classifier"]  # primary first
 ATTACKS = [("homoglyph 10%", "text-homoglyph", {"fraction": 0.1}),
            ("zero-width 10%", "text-zerowidth", {"fraction": 0.1}),
            ("delete 10% words", "text-delete", {"fraction": 0.1}),
@@ -347,6 +347,9 @@ def plot(res: dict[str, Any], path: Path) -> None:
 def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: Any,
          names: list[str]) -> None:
     """Copy the LMs and detectors into detect/models; zero-shot ones point at shipped LMs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from detect.detectors.base import load_detector
     from detect.scan import MODELS_DIR
     from detect.text.zeroshot import HUMAN_CALIBRATION
@@ -356,10 +359,13 @@ def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: A
             continue
         dest = MODELS_DIR / name
         shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        for f in sorted(Path(src).iterdir()):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt"):
-                shutil.copy(f, dest / f.name)
+        # half precision on disk (the budget is 30 MB for every shipped model); scoring
+        # upcasts to float32, and the detectors below are re-calibrated on these very weights
+        AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).half().save_pretrained(
+            dest)
+        AutoTokenizer.from_pretrained(src).save_pretrained(dest)
+        if (Path(src) / "unmask.json").is_file():
+            shutil.copy(Path(src) / "unmask.json", dest / "unmask.json")
     shipped = []
     for name in names:
         if name not in dets:
@@ -369,6 +375,9 @@ def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: A
             det.observer = "shipped:text-lm-a"
             if det.performer:
                 det.performer = "shipped:text-lm-b"
+            det.calibrate(corpus.split("calib"))
+        elif name == "text-classifier":
+            continue  # 5.5 MB more than the budget allows; `unmask train text-classifier`
         dest = MODELS_DIR / name
         shutil.rmtree(dest, ignore_errors=True)
         det.save(dest)
@@ -379,6 +388,21 @@ def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: A
             f.write(json.dumps({"text": (corpus.root / r.path).read_text(encoding="utf-8"),
                                 "id": r.id, "source": r.provenance.get("source")},
                                ensure_ascii=False) + "\n")
+    # a small held-out sample beside the tests, so the shipped text models stay checked
+    hold = REPO / "tests" / "data" / "shipped-holdout-text"
+    shutil.rmtree(hold, ignore_errors=True)
+    hold.mkdir(parents=True)
+    test = corpus.split("test").filter(lambda r: r.modality == "text")
+    labels = {}
+    for lab in (0, 1):
+        recs = [r for r in test.records if r.label == lab]
+        step = max(1, len(recs) // 16)
+        for r in recs[::step][:16]:
+            name = f"{'human' if lab == 0 else 'machine'}-{r.id[:12]}.txt"
+            shutil.copy(corpus.root / r.path, hold / name)
+            labels[name] = lab
+    (hold / "labels.json").write_text(json.dumps(
+        {"corpus_hash": corpus.content_hash, "labels": labels}, indent=1) + "\n")
     cfg_path = MODELS_DIR / "defaults.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["text"] = shipped
@@ -400,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--performer", help="second LM entry for binoculars (default: another "
                     "with the same tokenizer)")
     ap.add_argument("--update-defaults", action="store_true")
+    ap.add_argument("--ship-only", action="store_true",
+                    help="with --update-defaults: ship the trained models, skip the evaluation")
     ap.add_argument("--fastdetect-json", action="append", default=[],
                     help="also score a Fast-DetectGPT data file ({original, sampled})")
     ap.add_argument("--seed", type=int, default=0)
@@ -416,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     observer, performer = pick_scorers(lms, a.observer, a.performer)
     log(f"observer {observer}, performer {performer}")
     dets = train_all(corpus, a.detectors, work, observer, performer)
+    if a.ship_only:
+        ship(dets, observer, performer, corpus, SHIP)
+        return 0
     held_s = set(corpus.header.get("held_out_sampling", []))
     held_g = set(corpus.header.get("held_out_generators", []))
     train_h = corpus.split("train").filter(lambda r: r.label == 0 and r.modality == "text")

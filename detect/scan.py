@@ -25,7 +25,9 @@ def shipped_models() -> dict[str, Path]:
     """Registry name -> folder of the trained default models that ship with the package."""
     if not MODELS_DIR.is_dir():
         return {}
-    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/config.json"))}
+    # detector folders only (the shipped LMs they score with sit beside them)
+    return {p.parent.name: p.parent for p in sorted(MODELS_DIR.glob("*/config.json"))
+            if (p.parent / "weights.safetensors").is_file()}
 
 
 def default_detector_names() -> list[str]:

@@ -20,12 +20,14 @@ def test_defaults_are_shipped_registered_and_small():
     shipped = shipped_models()
     assert shipped, "no default models ship: run unmask quickstart --update-defaults"
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
-    assert defaults["image"] == default_detector_names()
+    assert defaults["image"] + defaults.get("text", []) == default_detector_names()
     for name, path in shipped.items():
         assert name in detectors
         cfg = json.loads((path / "config.json").read_text())
         assert cfg["name"] == name and cfg["schema"] == "unmask.detector/1"
-        assert cfg["trained_on"]["content_hash"] == defaults["corpus_hash"]
+        text = detectors.get_class(name).tags.modality == "text"
+        assert cfg["trained_on"]["content_hash"] == defaults[
+            "text_corpus_hash" if text else "corpus_hash"]
     total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
     assert total < BUDGET_BYTES, f"shipped models take {total / 2**20:.1f} MiB"
 
@@ -45,7 +47,7 @@ def test_default_models_still_separate_their_held_out_sample():
     items = [load(hold / n) for n in names]
     dets = load_detectors()
     assert [d.name for d in dets] == default_detector_names()
-    for det in dets:
+    for det in [d for d in dets if d.tags.modality == "image"]:
         scores = det.score(items)
         assert np.all(np.isfinite(scores))
         assert auroc(labels, scores) > 0.9, det.name
@@ -86,3 +88,28 @@ def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
             det.name != "recon-vae"
         scores = det.score(items)
         assert np.all(np.isfinite(scores)) and auroc(labels, scores) > 0.55, det.name
+
+
+def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
+    """Test-split texts of the corpus the text defaults were trained on, saved beside the tests
+    when they were rebuilt; and a scan of a text file right after install."""
+    from benchmarks.metrics import auroc
+    from detect.media import load
+
+    defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
+    assert defaults.get("text"), "no text detector ships"
+    hold = Path(__file__).parent / "data" / "shipped-holdout-text"
+    meta = json.loads((hold / "labels.json").read_text())
+    assert meta["corpus_hash"] == defaults["text_corpus_hash"]
+    names = sorted(meta["labels"])
+    labels = np.array([meta["labels"][n] for n in names])
+    items = [load(hold / n) for n in names]
+    for det in [d for d in load_detectors() if d.tags.modality == "text"]:
+        scores = det.score(items)
+        assert np.all(np.isfinite(scores)), det.name
+        assert auroc(labels, scores) > 0.8, det.name
+    r = subprocess.run([sys.executable, "-m", "detect.cli", "scan", str(hold / names[0])],
+                       capture_output=True, timeout=600)
+    rec = json.loads(r.stdout)
+    assert rec["modality"] == "text" and rec["error"] is None, rec
+    assert set(defaults["text"]) <= set(rec["detectors"])

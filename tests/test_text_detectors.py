@@ -4,6 +4,7 @@ a paired human/machine corpus, calibration per length bucket, save/load, scan an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +162,11 @@ def test_scan_and_inspect_a_text_file(fitted, tiny_text_corpus, tmp_path):
     assert rec["modality"] == "text" and rec["error"] is None, rec
     det = rec["detectors"]["lm-fastdetect"]
     assert det["length_bucket"] and det["tokens"] > 0 and rec["verdict"] == det["verdict"]
+    # the same text on standard input gives the same decision
+    r2 = unmask("scan", "-", "-m", d, stdin=f.read_bytes())
+    rec2 = json.loads(r2.stdout)
+    assert rec2["path"] == "<stdin>" and rec2["modality"] == "text"
+    assert rec2["detectors"]["lm-fastdetect"]["score"] == pytest.approx(det["score"])
     r = unmask("inspect", f, "-m", d)
     rep = json.loads(r.stdout)
     sents = rep["detectors"]["lm-fastdetect"]["sentences"]
@@ -169,3 +175,56 @@ def test_scan_and_inspect_a_text_file(fitted, tiny_text_corpus, tmp_path):
     seen = normalize(f.read_text(encoding="utf-8")).text  # spans index the text as scored
     assert sents and all(seen[s["start"]:s["end"]] == s["text"] for s in sents)
     assert rep["text"]["normalization"]["chars"] == len(seen)
+
+
+def test_bad_text_inputs_each_get_one_clear_record(fitted, tmp_path):
+    """Empty, whitespace, binary, invalid UTF-8 (both policies), another language, a text far
+    beyond the context: one record each, the scan going on."""
+    from test_cli import unmask
+
+    d = fitted["fastdetect"].save(tmp_path / "fd")
+    box = tmp_path / "inbox"
+    box.mkdir()
+    (box / "empty.txt").write_bytes(b"")
+    (box / "blank.txt").write_text("   \n\t \n")
+    (box / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00" * 20)
+    english = ("The function returns a new list of the values that are found in the table, "
+               "and it raises an error when the key is missing from the mapping. ")
+    (box / "latin1.txt").write_bytes((english * 2).encode() + b"caf\xe9 " + english.encode())
+    (box / "russian.txt").write_text("Функция возвращает новый список значений, найденных в "
+                                     "таблице, и сообщает об ошибке, если ключ отсутствует. " * 3)
+    (box / "huge.txt").write_text(english * 120)
+    r = unmask("scan", box, "-m", d)
+    recs = {Path(x["path"]).name: x for x in map(json.loads, r.stdout.decode().splitlines())}
+    assert sorted(recs) == sorted(p.name for p in box.iterdir())
+    for name in ("empty.txt", "blank.txt", "binary.txt", "latin1.txt"):
+        assert recs[name]["verdict"] == "error" and name in recs[name]["error"], recs[name]
+    assert "byte" in recs["latin1.txt"]["error"]
+    ru = recs["russian.txt"]["detectors"]["lm-fastdetect"]
+    assert ru["verdict"] == "uncertain" and "language" in ru["reason"]
+    huge = recs["huge.txt"]["detectors"]["lm-fastdetect"]
+    assert huge["truncated"] and huge["lm_tokens_scored"] == 1023
+    assert r.returncode == 2  # errors and nothing found
+    # the replace policy decodes the Latin-1 file and records what it replaced
+    r = unmask("inspect", box / "latin1.txt", "-m", d, "--text-errors", "replace")
+    rep = json.loads(r.stdout)
+    assert rep["meta"]["decode"]["replaced"] == 1 and rep["detectors"]["lm-fastdetect"]["score"]
+
+
+def test_scorer_swap_recalibrates_on_human_texts(fitted, tiny_text_corpus, performer_lm,
+                                                 tmp_path):
+    from detect.text.zeroshot import with_scorer
+
+    human = [(tiny_text_corpus.root / r.path).read_text(encoding="utf-8")
+             for r in tiny_text_corpus.split("calib").records if r.label == 0]
+    calib = tmp_path / "human.jsonl"
+    calib.write_text("".join(json.dumps({"text": t}) + "\n" for t in human))
+    logs = []
+    out = with_scorer([fitted["fastdetect"], fitted["binoculars"], fitted["gltr"]],
+                      str(performer_lm), calibration=calib, log=logs.append)
+    assert [d.name for d in out] == ["lm-fastdetect", "lm-gltr"] and "binoculars" in logs[0]
+    fd = out[0]
+    assert fd.observer == str(performer_lm) and fd.calibration_.n_real == len(human)
+    assert fd.calibration_.threshold != fitted["fastdetect"].calibration_.threshold
+    test = tiny_text_corpus.split("test")
+    assert auroc(test.labels, fd.score(list(test.iter_items()))) > 0.7  # a cross-model scorer

@@ -338,6 +338,9 @@ def plan_pairs(recipe: dict[str, Any], by_split: dict[str, list[Document]],
                 plan_held += len(lengths)
     h = plan_held / plan_total if plan_total else 0.0
     p_test = max(0.0, (fractions["test"] - h) / (1 - h)) if h < 1 else 0.0
+    # but never so few that the test split has no seen-config item: the held-out columns are
+    # only meaningful next to the seen ones (at least half the recipe's test fraction)
+    p_test = max(p_test, fractions["test"] / 2)
     rest = fractions["train"] + fractions["calib"]
     probs = {"train": (1 - p_test) * fractions["train"] / rest if rest else 0.0,
              "calib": (1 - p_test) * fractions["calib"] / rest if rest else 0.0,
