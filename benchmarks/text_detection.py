@@ -392,7 +392,15 @@ def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: A
     hold = REPO / "tests" / "data" / "shipped-holdout-text"
     shutil.rmtree(hold, ignore_errors=True)
     hold.mkdir(parents=True)
-    test = corpus.split("test").filter(lambda r: r.modality == "text")
+    held_s = set(corpus.header.get("held_out_sampling", []))
+    held_g = set(corpus.header.get("held_out_generators", []))
+
+    def seen(r: Any) -> bool:  # what the shipped models are meant to handle
+        p = r.provenance.get("params") or {}
+        return r.label == 0 or ((p.get("sampling") or {}).get("name") not in held_s
+                                and p.get("entry") not in held_g)
+
+    test = corpus.split("test").filter(lambda r: r.modality == "text" and seen(r))
     labels = {}
     for lab in (0, 1):
         recs = [r for r in test.records if r.label == lab]
