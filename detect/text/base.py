@@ -15,7 +15,6 @@ detectors; BPE tokens of our LMs run about 1.1-1.3 per word-level token in Engli
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -182,8 +181,3 @@ class TextDetector(Detector):
 
     def _set_text_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         return None
-
-
-def finite_or_nan(values: list[float]) -> np.ndarray:
-    return np.array([v if v is not None and math.isfinite(v) else np.nan for v in values],
-                    dtype=np.float64)
