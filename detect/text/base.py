@@ -153,7 +153,12 @@ class TextDetector(Detector):
         if reason and res["verdict"] != "error":
             res["verdict"] = "uncertain"
             res["reason"] = reason
+        res.update(self._details(text))
         return res
+
+    def _details(self, text: str) -> dict[str, Any]:
+        """Detector-specific facts about one prepared text for its result (none by default)."""
+        return {}
 
     # -- scoring ---------------------------------------------------------------------------
     def score(self, items: list[Any]) -> np.ndarray:

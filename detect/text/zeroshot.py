@@ -87,10 +87,9 @@ class ZeroShotDetector(TextDetector):
         return np.array([statistic(ts, self.statistic) for ts in self.token_stats(texts)],
                         dtype=np.float64)
 
-    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
-        res = super().decide(item, score, target_fpr)
-        ts = self.token_stats([self.prepare(item)])[0]  # cached: no second pass
-        res["lm_tokens"], res["lm_tokens_scored"] = ts.n_tokens, ts.n_scored
+    def _details(self, text: str) -> dict[str, Any]:
+        ts = self.token_stats([text])[0]  # cached: no second pass
+        res: dict[str, Any] = {"lm_tokens": ts.n_tokens, "lm_tokens_scored": ts.n_scored}
         if ts.truncated:
             res["truncated"] = (f"scored the first {self.max_tokens} of {ts.n_tokens} tokens "
                                 "(max_tokens)")
