@@ -181,6 +181,36 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _video_args(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("video")
+    g.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="frames sampled per video, spread evenly (default 16); with "
+                   "--frame-every, the cap")
+    g.add_argument("--frame-every", type=int, default=None, metavar="N",
+                   help="sample every Nth frame from the start instead (at most --frames)")
+    g.add_argument("--max-duration", type=float, default=3600.0, metavar="SECONDS",
+                   help="refuse longer videos (default 3600)")
+    g.add_argument("--max-frames", type=int, default=100_000, metavar="N",
+                   help="refuse videos declaring more frames (default 100000)")
+
+
+def _sampling(a: argparse.Namespace) -> Any:
+    from .video import FrameSampling
+
+    if a.frame_every:
+        return FrameSampling(mode="every", n=a.frames, every=a.frame_every)
+    return FrameSampling(n=a.frames)
+
+
+def _limits(a: argparse.Namespace) -> Any:
+    from .media import Limits
+
+    kw = {"max_bytes": a.max_bytes, "max_pixels": a.max_pixels} if hasattr(a, "max_bytes") \
+        else {}
+    return Limits(text_errors=a.text_errors, max_duration_s=a.max_duration,
+                  max_frames=a.max_frames, **kw)
+
+
 def _load_for_scan(a: argparse.Namespace) -> list[Any]:
     """The detectors scan / inspect run: named, saved, or shipped; zero-shot text detectors
     re-pointed at ``--scorer`` (and re-calibrated) when one is given."""
@@ -197,14 +227,14 @@ def _load_for_scan(a: argparse.Namespace) -> list[Any]:
 
 
 def cmd_scan(a: argparse.Namespace) -> int:
-    from .media import Limits
     from .scan import exit_code, scan
     from .watermark.checks import load_text_keys
 
     exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
     text_keys = load_text_keys(a.wm_key)  # so does a bad key file
     detectors = _load_for_scan(a)
-    limits = Limits(max_bytes=a.max_bytes, max_pixels=a.max_pixels, text_errors=a.text_errors)
+    limits = _limits(a)
+    sampling = _sampling(a)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     findings = []
     skipped: list[Path] = []
@@ -212,7 +242,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
         for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
                       progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
                       skipped=skipped, watermarks=not a.no_watermarks,
-                      wm_target_fpr=a.wm_target_fpr, text_keys=text_keys):
+                      wm_target_fpr=a.wm_target_fpr, text_keys=text_keys,
+                      sampling=sampling):
             out.write(f.to_json() + "\n")
             out.flush()
             findings.append(f)
@@ -235,12 +266,24 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
 def cmd_inspect(a: argparse.Namespace) -> int:
     from .inspect import inspect_item
-    from .media import Limits, load
+    from .media import load
 
     detectors = _load_for_scan(a)
-    item = load(a.file, Limits(text_errors=a.text_errors))
+    limits = _limits(a)
+    item = load(a.file, limits)
+    if item.modality == "video":
+        from .video import decode_item
+
+        item = decode_item(item, limits, _sampling(a))
     report = inspect_item(item, detectors, target_fpr=a.target_fpr,
                           wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key)
+    if a.timeline:
+        from .inspect import timeline_png
+
+        if item.modality == "video":
+            report["timeline"] = str(timeline_png(report, a.timeline))
+        else:
+            _log(f"no timeline for {item.modality} input")
     if a.heatmap:
         from .inspect import heatmap_png
 
@@ -759,6 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--output", "-o", help="also write the JSON report here")
             s.add_argument("--heatmap", metavar="PNG",
                            help="write the per-patch heat map of every detector as a PNG")
+            s.add_argument("--timeline", metavar="PNG",
+                           help="video: write the per-frame score timeline as a PNG")
         s.add_argument("--detector", "-d", action="append", default=[],
                        help="shipped model by registry name (repeat); default: all shipped")
         s.add_argument("--model", "-m", action="append", default=[],
@@ -773,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--text-errors", choices=["strict", "replace"], default="strict",
                        help="invalid UTF-8: an error record (strict) or decode with U+FFFD "
                        "and record how many bytes were replaced (replace)")
+        _video_args(s)
         _watermark_fpr_args(s)
         s.set_defaults(func=cmd_scan if name == "scan" else cmd_inspect)
 

@@ -329,8 +329,16 @@ class CorpusWriter:
             data, ext = encode_image(sample.content, self.image_format, self.quality)
         elif sample.modality == "text":
             data, ext = sample.content.encode("utf-8"), ".txt"
+        elif sample.modality == "video":  # encoded bytes; the container names the extension
+            from .media import sniff
+
+            kind = sniff(sample.content[:8192]) if isinstance(sample.content, bytes) else None
+            if kind is None or kind[0] != "video":
+                raise ConfigError("a video sample's content must be the bytes of an encoded "
+                                  "video file")
+            data, ext = sample.content, f".{kind[1]}"
         else:
-            raise ConfigError(f"cannot store {sample.modality} samples yet")
+            raise ConfigError(f"cannot store {sample.modality} samples")
         sha = hashlib.sha256(data).hexdigest()
         if sha in self._ids:
             self.duplicates.append(key)

@@ -88,25 +88,27 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
     report["watermarks"] = [r.to_dict() for r in check_item(
         item, target_fpr=wm_target_fpr or DEFAULT_TARGET_FPR, payloads=payloads,
         text_keys=text_keys)]
-    verdict = None
     for det in detectors:
-        if det.tags.modality != item.modality:
+        if not det.applies_to(item):
             report["detectors"][det.name] = {"applies": False,
                                              "reason": f"{det.tags.modality} detector"}
             continue
         score = float(det.score([item])[0])  # the same number scan reports
         res = {"applies": True, **det.decide(item, score, target_fpr),
                "trained_on": det.trained_on_}
-        if item.modality == "image":
+        if item.modality == "image" and det.tags.modality == "image":
             tile_scores, pos = _all_tiles(det, item)
             res["tiles"] = tile_grid(tile_scores, pos, det.patch)
         elif hasattr(det, "sentence_scores"):
             res["sentences"] = det.sentence_scores(item)
         report["detectors"][det.name] = res
-        verdict = verdict or res
-    report["verdict"] = verdict["verdict"] if verdict else "uncertain"
-    report["decided_by"] = next((n for n, r in report["detectors"].items() if r.get("applies")),
-                                None)
+    # the rule scan uses: the first applicable detector able to decide (a face detector that
+    # found no face steps aside for the image detectors)
+    applicable = [(n, r) for n, r in report["detectors"].items() if r.get("applies")]
+    decided = next(((n, r) for n, r in applicable if r.get("decides", True)),
+                   applicable[0] if applicable else (None, None))
+    report["verdict"] = decided[1]["verdict"] if decided[1] else "uncertain"
+    report["decided_by"] = decided[0]
     return report
 
 
@@ -118,7 +120,7 @@ def heatmap_png(image: np.ndarray, report: dict[str, Any], path: str | Path) -> 
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    dets = [(n, r) for n, r in report["detectors"].items() if r.get("applies")]
+    dets = [(n, r) for n, r in report["detectors"].items() if r.get("applies") and "tiles" in r]
     fig, axes = plt.subplots(1, 1 + len(dets), figsize=(4 * (1 + len(dets)), 4.2), squeeze=False)
     axes = axes[0]
     axes[0].imshow(image)
@@ -145,3 +147,50 @@ def heatmap_png(image: np.ndarray, report: dict[str, Any], path: str | Path) -> 
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def timeline_png(report: dict[str, Any], path: str | Path) -> Path:
+    """Per-frame face scores of a video against each face detector's thresholds: which
+    stretch of the video looks forged. Frames without a face are marked at the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dets = [(n, r) for n, r in report["detectors"].items() if r.get("frames") is not None]
+    fig, axes = plt.subplots(len(dets) or 1, 1, figsize=(9, 2.8 * max(1, len(dets))),
+                             squeeze=False)
+    for ax, (name, r) in zip(axes[:, 0], dets, strict=False):
+        t = np.array([e["time"] for e in r["frames"]], dtype=float)
+        sc = np.array([np.nan if e["score"] is None else e["score"] for e in r["frames"]])
+        ok = np.isfinite(sc)
+        ax.plot(t[ok], sc[ok], "o-", color="tab:blue", label="most suspicious face in frame")
+        lo = np.nanmin(sc) if ok.any() else 0.0
+        if (~ok).any():
+            ax.plot(t[~ok], np.full((~ok).sum(), lo), "x", color="grey", label="no face")
+        ax.axhline(r["threshold"], color="tab:red", ls="--",
+                   label=f"threshold ({r.get('calibration', 'face')[:5]}, "
+                         f"FPR {r['target_fpr']:g})")
+        verdicts = [e.get("verdict") for e in r["frames"]]
+        for ti, v in zip(t, verdicts, strict=True):
+            if v == "synthetic":
+                ax.axvspan(ti - 0.5 * _step(t), ti + 0.5 * _step(t), color="tab:red", alpha=0.12)
+        score = "none" if r["score"] is None else f"{r['score']:+.2f}"
+        ax.set_title(f"{name}: {r['verdict']} (video score {score}, {r.get('aggregate')})",
+                     fontsize=9)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("score")
+        ax.legend(fontsize=7, loc="best")
+    if not dets:
+        axes[0, 0].text(0.5, 0.5, "no face detector ran on this video", ha="center")
+        axes[0, 0].set_axis_off()
+    fig.suptitle(Path(report["path"]).name, fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _step(t: np.ndarray) -> float:
+    return float(np.median(np.diff(t))) if len(t) > 1 else 1.0

@@ -6,7 +6,8 @@ doing work, identifies formats by their magic bytes (never the extension, which 
 and turns every failure into an :class:`~detect.errors.InputError` that names the file.
 
 Heavy libraries stay out of import time: PIL is imported when the first image is decoded,
-and torch / cv2 are never imported here (videos are only sniffed; frames load elsewhere).
+and torch / cv2 are never imported here: videos are sniffed and kept as bytes, and their
+frames decode on demand in :mod:`detect.video`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Limits:
     max_pixels: int = 64_000_000
     max_chars: int = 2_000_000
     max_frames: int = 100_000
+    max_duration_s: float = 3600.0  # a longer video is refused (decoding cost grows with it)
     min_side: int = 8  # smaller images carry too little signal to score honestly
     # Invalid bytes in a text: "strict" refuses the file (naming the byte); "replace" decodes
     # them to U+FFFD and records how many in ``meta["decode"]``.
@@ -238,8 +240,9 @@ def load_bytes(
     elif modality == "text":
         content, meta = _decode_text(data, name, limits)
     else:
-        # Decoding video is expensive and needs cv2/ffmpeg; it happens on demand elsewhere.
-        content, meta = None, {"container": fmt}
+        # Decoding video is expensive and needs cv2/ffmpeg: keep the bytes, so frames can be
+        # decoded on demand (detect.video.read_video) from exactly what was hashed.
+        content, meta = data, {"container": fmt}
     return Item(
         path=name,
         sha256=sha,

@@ -37,7 +37,9 @@ def default_detector_names() -> list[str]:
     shipped = shipped_models()
     if order_file.is_file():
         cfg = json.loads(order_file.read_text(encoding="utf-8"))
-        order = [*cfg.get("image", []), *cfg.get("text", [])]  # per modality, primary first
+        # faces first: a photo or video with a face is judged by the face detector, one
+        # without falls through to the image detectors (see scan_item)
+        order = [*cfg.get("face", []), *cfg.get("image", []), *cfg.get("text", [])]
         return [n for n in order if n in shipped]
     return list(shipped)
 
@@ -116,7 +118,7 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
     """One Finding: detector verdicts, watermark checks (the public image payload catalog;
     text only against the given key files) and provenance metadata (file tags, C2PA)."""
     f = Finding(path=item.path, sha256=item.sha256, modality=item.modality)
-    usable = [d for d in detectors if d.tags.modality == item.modality]
+    usable = [d for d in detectors if d.applies_to(item)]
     f.provenance = _provenance_hints(item)
     if item.modality == "image" and Path(item.path).is_file():
         from .c2pa_manifest import read_c2pa
@@ -139,7 +141,6 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
         f.error = (f"{item.path}: no loaded detector handles {item.modality} input (loaded: "
                    f"{', '.join(sorted({d.name for d in detectors}))})")
         return f
-    primary = None
     memo: dict[int, float] = {}
     # members before the fusions that combine them, so each model scores the item once
     order = sorted(usable, key=lambda d: bool(getattr(d, "members_", None)))
@@ -148,21 +149,34 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
         res = det.decide(item, scores[id(det)], target_fpr)
         key = det.name if det.name not in f.detectors else f"{det.name}@{det.model_dir_}"
         f.detectors[key] = res
-        primary = primary or res
+    decide_by(f)
+    if f.verdict == "error":
+        f.error = f"{item.path}: {f.decided_by} returned a non-finite score"
+    return f
+
+
+def decide_by(f: Finding) -> None:
+    """The first detector that can decide sets the verdict. A face detector that found no
+    face steps aside (``decides: False``) for the image detectors; when nobody else can decide
+    its "uncertain, no face found" stands: never an error, never "real"."""
+    results = list(f.detectors.items())
+    name, primary = next(((n, r) for n, r in results if r.get("decides", True)), results[0])
+    f.decided_by = name
     f.verdict = primary["verdict"]
     f.score, f.threshold, f.target_fpr = primary["score"], primary["threshold"], \
         primary["target_fpr"]
-    if f.verdict == "error":
-        f.error = f"{item.path}: {usable[0].name} returned a non-finite score"
-    return f
 
 
 def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
          target_fpr: float | None = None, progress: bool = True, debug: bool = False,
          include_hidden: bool = False, skipped: list[Path] | None = None,
          watermarks: bool = True, wm_target_fpr: float | None = None,
-         text_keys: list[str] | tuple[str, ...] = ()) -> Iterator[Finding]:
+         text_keys: list[str] | tuple[str, ...] = (),
+         sampling: Any = None) -> Iterator[Finding]:
     """Yield exactly one Finding per input path ('-' reads standard input).
+
+    Videos are decoded once, right after loading (``sampling`` picks the frames, the limits'
+    resolution, frame and duration caps apply); a corrupt one becomes its error record.
 
     Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
     ``skipped`` so the caller can report them (nothing is dropped without a word).
@@ -180,6 +194,10 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
                 item = load_bytes(sys.stdin.buffer.read(), "<stdin>", limits)
             else:
                 item = load(p, limits)
+            if item.modality == "video":
+                from .video import decode_item
+
+                item = decode_item(item, limits, sampling)
             finding = scan_item(item, detectors, target_fpr, watermarks=watermarks,
                                 wm_target_fpr=wm_target_fpr, text_keys=text_keys)
         except UnmaskError as e:

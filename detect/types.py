@@ -21,7 +21,8 @@ class Item:
     """One input after bounded loading.
 
     ``content`` is an RGB ``uint8`` array of shape (H, W, 3) for images and a ``str`` for
-    text. Videos are sniffed and sized but not decoded here (frames load on demand).
+    text. A video holds its bytes after loading and a :class:`detect.video.Video` (the
+    sampled frames) after :func:`detect.video.decode_item`.
     """
 
     path: str
@@ -97,6 +98,7 @@ class Finding:
     sha256: str | None = None
     modality: str | None = None
     verdict: Verdict = "error"
+    decided_by: str | None = None  # the detector whose verdict this is
     score: float | None = None
     threshold: float | None = None
     target_fpr: float | None = None

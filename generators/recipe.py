@@ -34,8 +34,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if recipe.get("schema") != RECIPE_SCHEMA:
         raise ConfigError(f"{p}: schema must be {RECIPE_SCHEMA!r}")
     modality = recipe.get("modality", "image")
-    if modality not in ("image", "text"):
-        raise ConfigError(f"{p}: modality must be 'image' or 'text', got {modality!r}")
+    if modality not in ("image", "text", "face"):
+        raise ConfigError(f"{p}: modality must be 'image', 'text' or 'face', got {modality!r}")
     for k in ("name", "seed", modality, "splits", "real", "synthetic"):
         if k not in recipe:
             raise ConfigError(f"{p}: missing [{k}]")
@@ -49,6 +49,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         from .text.recipe import check as check_text
 
         check_text(recipe, str(p))
+        return recipe
+    if modality == "face":  # generators/faces/recipe.py
+        from .faces.recipe import check as check_faces
+
+        check_faces(recipe, str(p))
         return recipe
     for r in recipe["real"]:
         if "source" not in r or "count" not in r:
@@ -91,6 +96,10 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
         from .text.recipe import build_text
 
         return build_text(recipe, recipe_path, out, seed=seed, progress=progress)
+    if recipe.get("modality", "image") == "face":
+        from .faces.recipe import build_faces
+
+        return build_faces(recipe, recipe_path, out, seed=seed, progress=progress)
     if seed is not None:
         recipe["seed"] = seed
     seed = int(recipe["seed"])

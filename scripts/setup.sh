@@ -43,5 +43,12 @@ fi
 
 echo "setup: installing unmask (editable) and its dependencies" >&2
 "${PIP[@]}" install -e ".[dev]" 2> >(grep -v "is ignored" >&2)
+
+# MTCNN face finding: facenet-pytorch ships the weights in its wheel, but its metadata pins
+# torch<2.3 and numpy<2, so it goes in without dependencies (it runs on the torch above).
+if ! "$VENV/bin/python" -c "import facenet_pytorch" 2>/dev/null; then
+  echo "setup: installing facenet-pytorch 2.6.0 (--no-deps)" >&2
+  "${PIP[@]}" install --no-deps "facenet-pytorch==2.6.0" 2> >(grep -v "is ignored" >&2)
+fi
 "$VENV/bin/python" -c "import detect, generators, benchmarks" >&2
 echo "setup: ready ($VENV/bin/unmask)" >&2

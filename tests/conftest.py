@@ -94,3 +94,24 @@ def tiny_text_corpus(tiny_text_lm, tmp_path_factory):
               f"synthetic:{i}")
     torch.set_num_threads(threads)
     return w.close()
+
+
+FACE_RECIPE = REPO / "datasets" / "recipes" / "faces-tiny-test.toml"
+
+
+@pytest.fixture(scope="session")
+def tiny_face_corpus(tmp_path_factory):
+    """24 LFW faces, their self-blends and swaps, and six short clips, by the real recipe."""
+    pytest.importorskip("facenet_pytorch")
+    from generators.recipe import build
+
+    return build(FACE_RECIPE, tmp_path_factory.mktemp("faces") / "tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def face_model(tiny_face_corpus, tmp_path_factory):
+    """The tiny MesoNet trained and calibrated (faces and clips) on it, saved to a folder."""
+    from detect.registry import detectors
+
+    det = detectors.create("face-test").fit(tiny_face_corpus)
+    return det.save(tmp_path_factory.mktemp("face-model") / "face-test")

@@ -311,7 +311,7 @@ def test_video_sniffed_not_decoded(tmp_path, head, fmt):
     path = _write(tmp_path, "clip.bin", head + b"\x00" * 100)
     item = load(path)
     assert item.modality == "video" and item.format == fmt
-    assert item.content is None
+    assert item.content == path.read_bytes()  # kept for detect.video, decoded on demand
     assert item.meta == {"container": fmt}
 
 

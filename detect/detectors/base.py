@@ -97,6 +97,12 @@ class Detector(HasParams):
     target_fpr: float = 0.01
     seed: int = 0
 
+    def applies_to(self, item: Any) -> bool:
+        """Whether this detector can judge ``item``. Image detectors also take a video: they
+        score its sampled frames (see ``score``)."""
+        return self.tags.modality == item.modality or (
+            self.tags.modality == "image" and item.modality == "video")
+
     # -- training ----------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> Detector:
         """Train on ``corpus.split('train')`` and calibrate on ``corpus.split('calib')``."""
@@ -160,8 +166,12 @@ class Detector(HasParams):
     def score(self, items: list[Any]) -> np.ndarray:
         """One score per item, higher = more likely synthetic (mean over native-res tiles).
 
-        Tiles of many items are scored in one batch, so small images cost one model call.
+        Tiles of many items are scored in one batch, so small images cost one model call. A
+        video scores as the mean of its sampled frames (each frame at the image calibration).
         """
+        if any(getattr(it, "modality", None) == "video" for it in items):
+            return np.array([self._score_video(it) if getattr(it, "modality", None) == "video"
+                             else self.score([it])[0] for it in items], dtype=np.float64)
         out = np.empty(len(items), dtype=np.float64)
         pending: list[tuple[int, np.ndarray]] = []
         n_tiles = 0
@@ -177,6 +187,12 @@ class Detector(HasParams):
                     k += len(p)
                 pending, n_tiles = [], 0
         return out
+
+    def _score_video(self, item: Any) -> float:
+        from ..video import decoded
+
+        frames = decoded(item).frames
+        return float(np.mean(self.score(frames))) if frames else math.nan
 
     def _tiles_of(self, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
         img = as_image(item)
