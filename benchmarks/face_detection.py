@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import metrics as M  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
 
-DETECTORS = ["face-meso4", "face-efficientnet"]
+DETECTORS = ["face-meso4", "face-efficientnet", "face-xception"]
 SHIP = "face-meso4"
 AGGS = ["mean", "topk", "stretch"]
 
@@ -251,7 +251,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def save_holdout(corpus: Any, dest: Path, n: int = 24) -> None:
+    """Test-split crops the shipped model never saw (real and self-blended: the forgery it is
+    meant for) and two test clips (one real, one forged), for tests/test_shipped.py."""
+    import random
+
+    test = corpus.split("test")
+    real = [r for r in test.records if r.modality == "image" and r.label == 0]
+    sbi = [r for r in test.records if r.modality == "image"
+           and r.provenance.get("generator") == "face-sbi"]
+    clips = [r for r in test.records if r.modality == "video"]
+    rng = random.Random(0)
+    picked = rng.sample(real, n) + rng.sample(sbi, n)
+    picked += [next(r for r in clips if r.label == 0), next(r for r in clips if r.label == 1)]
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    labels, frames = {}, {}
+    for r in picked:
+        name = f"{r.id[:16]}{Path(r.path).suffix}"
+        shutil.copy(corpus.root / r.path, dest / name)
+        labels[name] = r.label
+        if r.modality == "video":
+            frames[name] = r.provenance["params"]["frame_labels"]
+    (dest / "labels.json").write_text(json.dumps(
+        {"corpus_hash": corpus.content_hash, "labels": labels, "frame_labels": frames},
+        indent=1, sort_keys=True) + "\n")
+
+
 def ship(model_dir: Path, corpus: Any) -> None:
+    save_holdout(corpus, REPO / "tests" / "data" / "shipped-holdout-faces")
     dest = REPO / "detect" / "models" / model_dir.name
     new = (model_dir / "weights.safetensors").read_bytes()
     if dest.exists() and (dest / "weights.safetensors").read_bytes() == new:

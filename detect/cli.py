@@ -446,11 +446,15 @@ def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corp
     for mdir in fused:
         # a fusion of this run's models ships referring to them by name, never as copies
         _reship_fusion(mdir, MODELS_DIR / mdir.name, MODELS_DIR)
-    (MODELS_DIR / "defaults.json").write_text(json.dumps(
+    # the image part of the defaults; the face and text lists (other benchmarks) are kept
+    dpath = MODELS_DIR / "defaults.json"
+    defaults = json.loads(dpath.read_text(encoding="utf-8")) if dpath.is_file() else {}
+    defaults.update(
         {"schema": "unmask.defaults/1", "image": [n for n in names if n not in NAMED_ONLY],
          "recipe": str(Path(recipe).resolve().relative_to(REPO_ROOT))
          if Path(recipe).resolve().is_relative_to(REPO_ROOT) else str(recipe),
-         "corpus_hash": corpus.content_hash}, indent=2) + "\n")
+         "corpus_hash": corpus.content_hash})
+    dpath.write_text(json.dumps(defaults, indent=2) + "\n")
     # a small held-out sample beside the tests, so the shipped weights stay checked
     hold = REPO_ROOT / "tests" / "data" / "shipped-holdout"
     if hold.exists():

@@ -168,13 +168,18 @@ def timeline_png(report: dict[str, Any], path: str | Path) -> Path:
         lo = np.nanmin(sc) if ok.any() else 0.0
         if (~ok).any():
             ax.plot(t[~ok], np.full((~ok).sum(), lo), "x", color="grey", label="no face")
-        ax.axhline(r["threshold"], color="tab:red", ls="--",
-                   label=f"threshold ({r.get('calibration', 'face')[:5]}, "
-                         f"FPR {r['target_fpr']:g})")
-        verdicts = [e.get("verdict") for e in r["frames"]]
-        for ti, v in zip(t, verdicts, strict=True):
-            if v == "synthetic":
+        frame_thr = r.get("frame_threshold", r["threshold"])
+        ax.axhline(frame_thr, color="tab:red", ls="--",
+                   label=f"face threshold (FPR {r['target_fpr']:g}): red = frame flagged")
+        for ti, e in zip(t, r["frames"], strict=True):
+            if e.get("verdict") == "synthetic":
                 ax.axvspan(ti - 0.5 * _step(t), ti + 0.5 * _step(t), color="tab:red", alpha=0.12)
+        if r.get("stretch") and r["score"] is not None:
+            idx = [e["index"] for e in r["frames"]]
+            t0, t1 = (t[idx.index(i)] for i in r["stretch"])
+            ax.plot([t0, t1], [r["score"], r["score"]], color="tab:purple", lw=3,
+                    label=f"most suspicious stretch: mean {r['score']:+.2f} vs video threshold "
+                          f"{r['threshold']:+.2f} ({r.get('calibration', '')[:5]})")
         score = "none" if r["score"] is None else f"{r['score']:+.2f}"
         ax.set_title(f"{name}: {r['verdict']} (video score {score}, {r.get('aggregate')})",
                      fontsize=9)

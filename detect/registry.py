@@ -162,11 +162,12 @@ detectors.register("recon-diffusion", _RECON, "noise-prediction error of a pixel
 detectors.register("recon-test", _RECON, "tiny recon detector for tests",
                    reconstructor="train:vae-test", reconstructor_pool=256, max_train=400)
 _FACE = "detect.detectors.face:FaceForgeryDetector"
-detectors.register("face-meso4", _FACE, "MesoNet-4 on aligned 32 px face crops (photos, videos)")
+detectors.register("face-meso4", _FACE, "MesoNet-4 on aligned 32 px face crops (photos, videos)",
+                   epochs=100)
 detectors.register("face-efficientnet", _FACE, "timm efficientnet_b0 from scratch on face crops",
-                   arch="efficientnet_b0", epochs=12)
+                   arch="efficientnet_b0", epochs=40)
 detectors.register("face-xception", _FACE, "timm xception41 from scratch on face crops (25M "
-                   "params: a GPU's job)", arch="xception41", epochs=8)
+                   "params)", arch="xception41", epochs=30)
 detectors.register("face-test", _FACE, "tiny MesoNet face detector for tests",
                    timm_kwargs={"width": 4}, epochs=3, batch_size=32)
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,

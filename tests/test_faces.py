@@ -248,3 +248,15 @@ def test_image_detectors_on_a_video_average_its_frames(trained_models, tiny_face
     assert det.applies_to(item)
     per_frame = det.score(item.content.frames)
     assert det.score([item])[0] == pytest.approx(per_frame.mean())
+
+
+def test_real_faces_from_a_users_folder(astronaut, tmp_path):
+    from generators.faces.sources import real_faces
+
+    _png(tmp_path / "me.png", astronaut)
+    _png(tmp_path / "empty.png", np.full((64, 64, 3), 128, np.uint8))
+    faces = real_faces(f"folder:{tmp_path}", FaceFinder("mtcnn"))
+    assert len(faces) == 1 and faces[0].group.endswith("me.png")
+    assert faces[0].face.landmarks is not None
+    with pytest.raises(ConfigError, match="unknown real-face source"):
+        real_faces("celeba", FaceFinder("mtcnn"))

@@ -20,14 +20,16 @@ def test_defaults_are_shipped_registered_and_small():
     shipped = shipped_models()
     assert shipped, "no default models ship: run unmask quickstart --update-defaults"
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
-    assert defaults["image"] + defaults.get("text", []) == default_detector_names()
+    assert defaults.get("face", []) + defaults["image"] + defaults.get("text", []) == \
+        default_detector_names()
     for name, path in shipped.items():
         assert name in detectors
         cfg = json.loads((path / "config.json").read_text())
         assert cfg["name"] == name and cfg["schema"] == "unmask.detector/1"
-        text = detectors.get_class(name).tags.modality == "text"
-        assert cfg["trained_on"]["content_hash"] == defaults[
-            "text_corpus_hash" if text else "corpus_hash"]
+        modality = detectors.get_class(name).tags.modality
+        key = {"text": "text_corpus_hash", "face": "face_corpus_hash"}.get(modality,
+                                                                          "corpus_hash")
+        assert cfg["trained_on"]["content_hash"] == defaults[key]
     total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
     assert total < BUDGET_BYTES, f"shipped models take {total / 2**20:.1f} MiB"
 
@@ -66,10 +68,14 @@ def test_scan_works_right_after_install(tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
-    image_defaults = json.loads((MODELS_DIR / "defaults.json").read_text())["image"]
-    # every default image detector reports; the text ones do not apply to an image
-    assert rec["error"] is None and set(rec["detectors"]) == set(image_defaults)
+    defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
+    # every default face and image detector reports; the text ones do not apply to an image
+    assert rec["error"] is None
+    assert set(rec["detectors"]) == set(defaults.get("face", []) + defaults["image"])
     assert rec["verdict"] in {"real", "uncertain", "synthetic"}
+    if defaults.get("face"):  # the astronaut has a face: the face detector decides
+        assert rec["decided_by"] == defaults["face"][0]
+        assert rec["detectors"][defaults["face"][0]]["n_faces"] == 1
 
 
 def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
@@ -117,3 +123,31 @@ def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
     rec = json.loads(r.stdout)
     assert rec["modality"] == "text" and rec["error"] is None, rec
     assert set(defaults["text"]) <= set(rec["detectors"])
+
+
+def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
+    """Test-split face crops of the corpus the face default was trained on (real faces and
+    self-blends of people it never saw) and two test clips, saved when it was shipped."""
+    from benchmarks.metrics import auroc
+    from detect.media import load
+
+    defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
+    assert defaults.get("face"), "no face detector ships"
+    hold = Path(__file__).parent / "data" / "shipped-holdout-faces"
+    meta = json.loads((hold / "labels.json").read_text())
+    assert meta["corpus_hash"] == defaults["face_corpus_hash"]
+    (det,) = load_detectors(defaults["face"])
+    crops = sorted(n for n in meta["labels"] if n.endswith(".png"))
+    labels = np.array([meta["labels"][n] for n in crops])
+    scores = det.score_crops(np.stack([load(hold / n).content for n in crops]))
+    assert auroc(labels, scores) > 0.75  # bench: see benchmarks/results/face_detection
+    clips = sorted(n for n in meta["labels"] if not n.endswith(".png"))
+    r = subprocess.run([sys.executable, "-m", "detect.cli", "-q", "scan",
+                        *[str(hold / n) for n in clips], "--fail-on", "never"],
+                       capture_output=True, text=True, timeout=600)
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(recs) == 2 and r.returncode == 0, r.stderr
+    for rec in recs:
+        res = rec["detectors"][defaults["face"][0]]
+        assert rec["decided_by"] == defaults["face"][0] and res["calibration"] == "video"
+        assert len(res["frames"]) == 16 and res["frames_with_face"] >= 12

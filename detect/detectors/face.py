@@ -54,6 +54,19 @@ def aggregate(frame_scores: np.ndarray, method: str = "topk", topk: int = 4,
     raise ConfigError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {method!r}")
 
 
+def suspicious_stretch(frame_scores: np.ndarray, window: int = 4) -> tuple[int, int] | None:
+    """Positions (first, last) in ``frame_scores`` of the window ``aggregate(..., "stretch")``
+    picked: the frames with a face whose mean score is highest."""
+    s = np.asarray(frame_scores, dtype=np.float64)
+    pos = np.flatnonzero(np.isfinite(s))
+    if pos.size == 0:
+        return None
+    w = max(1, min(window, pos.size))
+    means = np.convolve(s[pos], np.ones(w), mode="valid") / w
+    k = int(np.argmax(means))
+    return int(pos[k]), int(pos[k + w - 1])
+
+
 def meso4(width: int = 8):  # noqa: ANN201
     """MesoNet-4 (Afchar et al. 2018): four conv blocks and a small dense head. The last
     pooling is adaptive (2x2) so the same network takes 32 px crops as well as 256 px."""
@@ -207,6 +220,8 @@ class FaceForgeryDetector(CNNDetector):
             out = {"timeline": timeline, "sampling": video.meta.get("sampling"),
                    "n_faces": sum(len(e["faces"]) for e in timeline),
                    "score": aggregate(fs, self.aggregate, self.topk, self.window)}
+            if self.aggregate == "stretch":
+                out["stretch"] = suspicious_stretch(fs, self.window)
         else:
             from .base import as_image
 
@@ -241,11 +256,14 @@ class FaceForgeryDetector(CNNDetector):
                 "calibration": "video" if vcal else "face (this model has no video "
                                                    "calibration)",
                 "aggregate": self.aggregate, "sampling": a["sampling"],
+                "frame_threshold": face_cal.threshold,
                 # per sampled frame: its faces (box, landmarks, score) and the frame's verdict
                 # at the face threshold, the material of the timeline plot
                 "frames": [{**e, "verdict": None if e["score"] is None
                             else face_cal.verdict(e["score"])} for e in a["timeline"]],
                 "frames_with_face": sum(1 for e in a["timeline"] if e["faces"])}
+            if a.get("stretch") is not None:  # the sampled frames the verdict rests on
+                res["stretch"] = [a["timeline"][i]["index"] for i in a["stretch"]]
         else:
             cal = face_cal
             res = {"faces": [{**f, "verdict": face_cal.verdict(f["score"])} for f in a["faces"]]}

@@ -35,7 +35,9 @@ from .sources import RealFace, real_faces
 
 FACE_DEFAULTS: dict[str, Any] = {
     "size": 32,  # crop side the detectors see
-    "work_size": 64,  # side forgeries are made at, before the shared resize to ``size``
+    # side forgeries are made at, before the shared resize to ``size``; at ``size`` itself the
+    # blending traces survive (measured: MesoNet on unseen swaps 0.84 at 32 vs 0.62 at 64->32)
+    "work_size": 32,
     "margin": 0.1,  # box growth on each side (crop_face)
     "finder": "auto",
     "format": "png",
