@@ -235,21 +235,28 @@ def cmd_scan(a: argparse.Namespace) -> int:
     detectors = _load_for_scan(a)
     limits = _limits(a)
     sampling = _sampling(a)
-    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
+    from .output import FindingWriter, recorded
+
+    paths = list(a.paths) + _from_list(a.from_list)
+    if not paths:
+        raise ConfigError("nothing to scan: give files, folders, - or --from-list FILE")
+    earlier: list[Any] = []
+    if a.resume:
+        if not a.output:
+            raise ConfigError("--resume needs --out FILE (the records to resume from)")
+        earlier = recorded(Path(a.output), a.format)
+        _log(f"resuming: {len(earlier)} record(s) already in {a.output}")
+    done = {(f.path, f.sha256) for f in earlier}
     findings = []
     skipped: list[Path] = []
-    try:
-        for f in scan(a.paths, detectors, limits=limits, target_fpr=a.target_fpr,
+    with FindingWriter(a.output, a.format) as out:
+        for f in scan(paths, detectors, limits=limits, target_fpr=a.target_fpr,
                       progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
                       skipped=skipped, watermarks=not a.no_watermarks,
                       wm_target_fpr=a.wm_target_fpr, text_keys=text_keys,
-                      sampling=sampling):
-            out.write(f.to_json() + "\n")
-            out.flush()
+                      sampling=sampling, done=done):
+            out.write(f)
             findings.append(f)
-    finally:
-        if out is not sys.stdout:
-            out.close()
     counts: dict[str, int] = {}
     for f in findings:
         counts[f.verdict] = counts.get(f.verdict, 0) + 1
@@ -261,7 +268,19 @@ def cmd_scan(a: argparse.Namespace) -> int:
     for f in findings:
         if f.error and not a.quiet:
             _log(f"error: {f.error}")
-    return exit_code(findings, a.fail_on)
+    code = exit_code(earlier + findings, a.fail_on)  # a resumed run answers for all records
+    return 0 if a.exit_zero else code
+
+
+def _from_list(path: str | None) -> list[str]:
+    """Paths from ``--from-list`` (one per line; '-' reads them from standard input)."""
+    if path is None:
+        return []
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--from-list {path}: cannot read ({e})") from None
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
@@ -790,8 +809,19 @@ def build_parser() -> argparse.ArgumentParser:
                            ("inspect", "every signal for one file, as JSON")):
         s = sub.add_parser(name, help=helptext)
         if name == "scan":
-            s.add_argument("paths", nargs="+", help="files, folders, or - for stdin")
-            s.add_argument("--output", "-o", help="write records here instead of stdout")
+            s.add_argument("paths", nargs="*", help="files, folders, or - for stdin")
+            s.add_argument("--from-list", metavar="FILE",
+                           help="also scan the paths listed in FILE, one per line (- = stdin)")
+            s.add_argument("--out", "--output", "-o", dest="output", metavar="FILE",
+                           help="append records to FILE (one whole line per write) instead "
+                           "of stdout")
+            s.add_argument("--format", choices=["jsonl", "csv", "text"], default="jsonl",
+                           help="record format (default jsonl)")
+            s.add_argument("--resume", action="store_true",
+                           help="skip inputs that already have a record in --out (same path "
+                           "and sha256); a torn last line is dropped first")
+            s.add_argument("--exit-zero", action="store_true",
+                           help="exit 0 whatever was found (records still say it)")
             s.add_argument("--fail-on", default="synthetic", metavar="WHAT",
                            help="what makes the exit code 1: comma-separated synthetic, "
                            "uncertain, watermarked; or never (default: synthetic)")

@@ -172,8 +172,12 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
          include_hidden: bool = False, skipped: list[Path] | None = None,
          watermarks: bool = True, wm_target_fpr: float | None = None,
          text_keys: list[str] | tuple[str, ...] = (),
-         sampling: Any = None) -> Iterator[Finding]:
+         sampling: Any = None,
+         done: set[tuple[str, str | None]] | None = None) -> Iterator[Finding]:
     """Yield exactly one Finding per input path ('-' reads standard input).
+
+    ``done`` holds (path, sha256) of inputs an earlier run already recorded (sha256 None for
+    its error records): those are skipped, so a resumed run adds exactly the missing records.
 
     Videos are decoded once, right after loading (``sampling`` picks the frames, the limits'
     resolution, frame and duration caps apply); a corrupt one becomes its error record.
@@ -188,6 +192,11 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
         expanded.extend(["-"] if p == "-" else
                         iter_paths([p], include_hidden=include_hidden, skipped=skipped))
     for p in tqdm(expanded, desc="scan", unit="file", file=sys.stderr, disable=not progress):
+        if done and p != "-":
+            from .output import file_sha256
+
+            if (str(p), None) in done or (str(p), file_sha256(p)) in done:
+                continue
         t0 = time.perf_counter()
         try:
             if p == "-":

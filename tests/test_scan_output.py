@@ -1,0 +1,100 @@
+"""Where scan records go and how a scan resumes: formats, --from-list, --out appends,
+--resume after a kill (torn last line included), --exit-zero. Real models, real files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from detect.cli import main
+
+
+@pytest.fixture()
+def inbox(tiny_corpus, tmp_path):
+    root = tmp_path / "inbox"
+    (root / "sub").mkdir(parents=True)
+    recs = tiny_corpus.split("test").records
+    for i, r in enumerate([r for r in recs if r.label == 0][:3]):
+        shutil.copy(tiny_corpus.root / r.path, root / f"real{i}.png")
+    for i, r in enumerate([r for r in recs if r.label == 1][:3]):
+        shutil.copy(tiny_corpus.root / r.path, root / "sub" / f"fake{i}.png")
+    shutil.copy(root / "real0.png", root / "sub" / "copy-of-real0.png")  # same bytes, 2 paths
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    return root
+
+
+def _scan(capsys, *args):
+    code = main(["-q", "scan", *map(str, args)])
+    return code, capsys.readouterr().out
+
+
+def _key(d):
+    return (d["path"], d["sha256"], d["verdict"], d["score"], d["error"])
+
+
+def test_formats(inbox, trained_models, capsys):
+    m = trained_models["spectrum-test"]
+    code, out = _scan(capsys, inbox, "-m", m, "--format", "csv", "--fail-on", "never",
+                      "--no-watermarks")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 8 and code == 2  # one broken file, nothing flagged (--fail-on never)
+    assert {r["verdict"] for r in rows} <= {"real", "synthetic", "uncertain", "error"}
+    broken = next(r for r in rows if r["path"].endswith("broken.png"))
+    assert broken["verdict"] == "error" and "broken.png" in broken["error"]
+    code, out = _scan(capsys, inbox, "-m", m, "--format", "text", "--no-watermarks")
+    lines = out.splitlines()
+    assert len(lines) == 8 and any(x.startswith("error") and "broken.png" in x for x in lines)
+    assert all("spectrum-test" in x for x in lines if not x.startswith("error"))
+
+
+def test_from_list_file_and_stdin(inbox, trained_models, capsys, tmp_path, monkeypatch):
+    m = trained_models["spectrum-test"]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{inbox / 'real0.png'}\n\n{inbox / 'sub'}\n{inbox / 'gone.png'}\n")
+    code, out = _scan(capsys, "--from-list", listing, "-m", m, "--no-watermarks")
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert len(recs) == 1 + 4 + 1  # a file, a folder of four, a missing file
+    missing = recs[-1]
+    assert missing["verdict"] == "error" and "no such file" in missing["error"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{inbox / 'real1.png'}\n"))
+    code, out = _scan(capsys, "--from-list", "-", "-m", m, "--no-watermarks")
+    assert [json.loads(x)["path"] for x in out.splitlines()] == [str(inbox / "real1.png")]
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_record_set(inbox, trained_models,
+                                                                 capsys, tmp_path):
+    m = trained_models["spectrum-test"]
+    whole = tmp_path / "whole.jsonl"
+    code_whole, out = _scan(capsys, inbox, "-m", m, "--out", whole, "--no-watermarks")
+    assert out == ""  # records went to the file
+    full = [json.loads(x) for x in whole.read_text().splitlines()]
+    assert len(full) == 8
+
+    # a run killed after three records, in the middle of writing the fourth
+    cut = tmp_path / "cut.jsonl"
+    lines = whole.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    code, _ = _scan(capsys, inbox, "-m", m, "--out", cut, "--resume", "--no-watermarks")
+    resumed = [json.loads(x) for x in cut.read_text().splitlines()]
+    assert sorted(map(_key, resumed)) == sorted(map(_key, full))
+    assert code == code_whole
+    # resuming a finished scan adds nothing
+    _scan(capsys, inbox, "-m", m, "--out", cut, "--resume", "--no-watermarks")
+    assert len(cut.read_text().splitlines()) == 8
+
+    # without --resume, --out appends (nothing is ever overwritten)
+    _scan(capsys, inbox / "real0.png", "-m", m, "--out", cut, "--no-watermarks")
+    assert len(cut.read_text().splitlines()) == 9
+
+
+def test_resume_needs_an_output_and_exit_zero(inbox, trained_models, capsys):
+    m = trained_models["spectrum-test"]
+    assert main(["-q", "scan", str(inbox), "-m", str(m), "--resume"]) == 2
+    assert "--resume needs --out FILE" in capsys.readouterr().err
+    code, _ = _scan(capsys, inbox, "-m", m, "--fail-on", "uncertain", "--exit-zero",
+                    "--no-watermarks")
+    assert code == 0
