@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -254,7 +255,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
                       progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
                       skipped=skipped, watermarks=not a.no_watermarks,
                       wm_target_fpr=a.wm_target_fpr, text_keys=text_keys,
-                      sampling=sampling, done=done):
+                      sampling=sampling, done=done, timeout=a.timeout, workers=a.workers,
+                      load_detectors_fn=functools.partial(_load_for_scan, a)):
             out.write(f)
             findings.append(f)
     counts: dict[str, int] = {}
@@ -822,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "and sha256); a torn last line is dropped first")
             s.add_argument("--exit-zero", action="store_true",
                            help="exit 0 whatever was found (records still say it)")
+            s.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="scan in N processes, each with its own models (default 1)")
+            s.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                           help="give up on an input after this long (an error record)")
             s.add_argument("--fail-on", default="synthetic", metavar="WHAT",
                            help="what makes the exit code 1: comma-separated synthetic, "
                            "uncertain, watermarked; or never (default: synthetic)")

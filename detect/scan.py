@@ -7,8 +7,12 @@ re-derived from its saved calibration scores); every detector's result is in ``d
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -167,38 +171,39 @@ def decide_by(f: Finding) -> None:
         primary["target_fpr"]
 
 
-def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
-         target_fpr: float | None = None, progress: bool = True, debug: bool = False,
-         include_hidden: bool = False, skipped: list[Path] | None = None,
-         watermarks: bool = True, wm_target_fpr: float | None = None,
-         text_keys: list[str] | tuple[str, ...] = (),
-         sampling: Any = None,
-         done: set[tuple[str, str | None]] | None = None) -> Iterator[Finding]:
-    """Yield exactly one Finding per input path ('-' reads standard input).
+class _TimedOut(Exception):
+    pass
 
-    ``done`` holds (path, sha256) of inputs an earlier run already recorded (sha256 None for
-    its error records): those are skipped, so a resumed run adds exactly the missing records.
 
-    Videos are decoded once, right after loading (``sampling`` picks the frames, the limits'
-    resolution, frame and duration caps apply); a corrupt one becomes its error record.
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _TimedOut
 
-    Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
-    ``skipped`` so the caller can report them (nothing is dropped without a word).
-    """
-    from tqdm.auto import tqdm
 
-    expanded: list[str | Path] = []
-    for p in paths:
-        expanded.extend(["-"] if p == "-" else
-                        iter_paths([p], include_hidden=include_hidden, skipped=skipped))
-    for p in tqdm(expanded, desc="scan", unit="file", file=sys.stderr, disable=not progress):
-        if done and p != "-":
-            from .output import file_sha256
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise ``_TimedOut`` in this thread after ``seconds`` (SIGALRM: Unix, main thread). The
+    check runs between Python bytecodes, so a long C call ends before it fires."""
+    if not seconds or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
-            if (str(p), None) in done or (str(p), file_sha256(p)) in done:
-                continue
-        t0 = time.perf_counter()
-        try:
+
+def scan_path(p: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
+              target_fpr: float | None = None, debug: bool = False, watermarks: bool = True,
+              wm_target_fpr: float | None = None, text_keys: list[str] | tuple[str, ...] = (),
+              sampling: Any = None, timeout: float | None = None) -> Finding:
+    """The Finding of one input ('-' = standard input), whatever happens to it."""
+    t0 = time.perf_counter()
+    try:
+        with _deadline(timeout):
             if p == "-":
                 item = load_bytes(sys.stdin.buffer.read(), "<stdin>", limits)
             else:
@@ -209,14 +214,113 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
                 item = decode_item(item, limits, sampling)
             finding = scan_item(item, detectors, target_fpr, watermarks=watermarks,
                                 wm_target_fpr=wm_target_fpr, text_keys=text_keys)
-        except UnmaskError as e:
-            finding = Finding(path=str(p), error=str(e))
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
-            if debug:
-                raise
-            finding = Finding(path=str(p), error=f"{p}: internal error {type(e).__name__}: {e}")
-        finding.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
-        yield finding
+    except _TimedOut:
+        finding = Finding(path=str(p), error=f"{p}: timed out after {timeout:g} s (--timeout)")
+    except UnmaskError as e:
+        finding = Finding(path=str(p), error=str(e))
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
+        if debug:
+            raise
+        finding = Finding(path=str(p), error=f"{p}: internal error {type(e).__name__}: {e}")
+    finding.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
+    return finding
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(load_detectors_fn: Any, kwargs: dict[str, Any]) -> None:
+    """Each worker process loads its own detectors once (from names and folders: nothing
+    but paths crosses the process boundary on the way in)."""
+    import torch
+
+    torch.set_num_threads(1)  # N workers share the cores; more threads only contend
+    _WORKER["detectors"] = load_detectors_fn()
+    _WORKER["kwargs"] = kwargs
+
+
+def _worker_scan(p: str) -> Finding:
+    return scan_path(p, _WORKER["detectors"], **_WORKER["kwargs"])
+
+
+def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
+         target_fpr: float | None = None, progress: bool = True, debug: bool = False,
+         include_hidden: bool = False, skipped: list[Path] | None = None,
+         watermarks: bool = True, wm_target_fpr: float | None = None,
+         text_keys: list[str] | tuple[str, ...] = (),
+         sampling: Any = None,
+         done: set[tuple[str, str | None]] | None = None,
+         timeout: float | None = None, workers: int = 1,
+         load_detectors_fn: Any = None) -> Iterator[Finding]:
+    """Yield exactly one Finding per input path ('-' reads standard input), in input order.
+
+    ``done`` holds (path, sha256) of inputs an earlier run already recorded (sha256 None for
+    its error records): those are skipped, so a resumed run adds exactly the missing records.
+
+    Videos are decoded once, right after loading (``sampling`` picks the frames, the limits'
+    resolution, frame and duration caps apply); a corrupt one becomes its error record.
+    ``timeout`` bounds each input's seconds (an error record when exceeded).
+
+    ``workers > 1`` scans in that many processes, each loading its detectors once through
+    ``load_detectors_fn`` (a picklable callable, e.g. ``functools.partial(load_detectors,
+    names, dirs)``); standard input is read in this process.
+
+    Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
+    ``skipped`` so the caller can report them (nothing is dropped without a word).
+    """
+    from tqdm.auto import tqdm
+
+    expanded: list[str | Path] = []
+    for p in paths:
+        expanded.extend(["-"] if p == "-" else
+                        iter_paths([p], include_hidden=include_hidden, skipped=skipped))
+    if done:
+        from .output import file_sha256
+
+        expanded = [p for p in expanded if p == "-" or not (
+            (str(p), None) in done or (str(p), file_sha256(p)) in done)]
+    kw = {"limits": limits, "target_fpr": target_fpr, "debug": debug,
+          "watermarks": watermarks, "wm_target_fpr": wm_target_fpr, "text_keys": text_keys,
+          "sampling": sampling, "timeout": timeout}
+    bar = tqdm(total=len(expanded), desc="scan", unit="file", file=sys.stderr,
+               disable=not progress)
+    if workers <= 1 or len(expanded) < 2:
+        for p in expanded:
+            yield scan_path(p, detectors, **kw)
+            bar.update(1)
+        bar.close()
+        return
+    if load_detectors_fn is None:
+        raise ConfigError("scan with workers > 1 needs load_detectors_fn")
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn": a fresh interpreter per worker, never a fork of a process holding torch threads
+    ctx = multiprocessing.get_context("spawn")
+    window: collections.deque[tuple[str | Path, Any]] = collections.deque()
+    todo = iter(expanded)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(load_detectors_fn, kw)) as pool:
+        while True:
+            # a bounded window of submitted inputs keeps memory flat for any number of files
+            while len(window) < 4 * workers:
+                p = next(todo, None)
+                if p is None:
+                    break
+                window.append((p, None if p == "-" else pool.submit(_worker_scan, str(p))))
+            if not window:
+                break
+            p, job = window.popleft()
+            if job is None:
+                yield scan_path(p, detectors, **kw)
+            else:
+                try:
+                    yield job.result()
+                except Exception as e:  # noqa: BLE001 - a dead worker costs a record, not the run
+                    yield Finding(path=str(p), error=f"{p}: worker failed "
+                                  f"({type(e).__name__}: {e})")
+            bar.update(1)
+    bar.close()
 
 
 def watermarked(f: Finding) -> bool:

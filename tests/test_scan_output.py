@@ -98,3 +98,29 @@ def test_resume_needs_an_output_and_exit_zero(inbox, trained_models, capsys):
     code, _ = _scan(capsys, inbox, "-m", m, "--fail-on", "uncertain", "--exit-zero",
                     "--no-watermarks")
     assert code == 0
+
+
+def test_workers_give_the_same_records_in_the_same_order(inbox, trained_models, capsys):
+    m = trained_models["spectrum-test"]
+    _, one = _scan(capsys, inbox, "-m", m, "--no-watermarks")
+    _, two = _scan(capsys, inbox, "-m", m, "--no-watermarks", "--workers", "2")
+    a = [json.loads(x) for x in one.splitlines()]
+    b = [json.loads(x) for x in two.splitlines()]
+    assert [_key(x) for x in a] == [_key(x) for x in b] and len(a) == 8
+
+
+def test_timeout_gives_one_error_record_and_the_scan_goes_on(inbox, trained_models, capsys):
+    import numpy as np
+    from PIL import Image
+
+    big = inbox / "big.jpg"  # ~0.3 s to decode and tile on this machine
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (4000, 4000, 3), np.uint8)
+                    ).save(big, quality=95)
+    m = trained_models["spectrum-test"]
+    # the first input also pays for lazy imports; the one after the slow file must be fine
+    code, out = _scan(capsys, inbox / "real0.png", big, inbox / "real1.png", "-m", m,
+                      "--no-watermarks", "--timeout", "0.1")
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert len(recs) == 3
+    assert recs[1]["verdict"] == "error" and "timed out after 0.1 s" in recs[1]["error"]
+    assert recs[2]["verdict"] in ("real", "synthetic", "uncertain")
