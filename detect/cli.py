@@ -274,6 +274,16 @@ def cmd_scan(a: argparse.Namespace) -> int:
     return 0 if a.exit_zero else code
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .serve import serve
+
+    detectors = _load_for_scan(a)
+    _log(f"serving {len(detectors)} detector(s) on http://{a.host}:{a.port} (POST /scan)")
+    serve(detectors, a.host, a.port, limits=_limits(a), target_fpr=a.target_fpr,
+          sampling=_sampling(a), watermarks=not a.no_watermarks)
+    return 0
+
+
 def _from_list(path: str | None) -> list[str]:
     """Paths from ``--from-list`` (one per line; '-' reads them from standard input)."""
     if path is None:
@@ -863,6 +873,19 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=cmd_scan if name == "scan" else cmd_inspect)
 
     _watermark_parser(sub)
+
+    s = sub.add_parser("serve", help="the scan as an HTTP API: POST /scan (file or JSON text)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-bytes", type=int, default=64 * 2**20,
+                   help="largest upload accepted (default 64 MiB; larger: 413)")
+    s.add_argument("--max-pixels", type=int, default=64_000_000)
+    s.add_argument("--detector", "-d", action="append", default=[])
+    s.add_argument("--model", "-m", action="append", default=[])
+    s.add_argument("--target-fpr", type=float, default=None)
+    s.add_argument("--no-watermarks", action="store_true")
+    s.set_defaults(func=cmd_serve, scorer=None, performer=None, text_errors="strict",
+                   max_duration=3600.0, max_frames=100_000, frames=16, frame_every=None)
 
     s = sub.add_parser("quickstart", help="the whole chain: corpus, training, bench, scan")
     s.add_argument("--out", default="runs/quickstart")
