@@ -322,6 +322,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             report["heatmap"] = str(heatmap_png(item.content, report, a.heatmap))
         else:
             _log(f"no heat map for {item.modality} input")
+    if a.html:
+        from .report import html_report
+
+        report["html"] = str(html_report(report, item, a.html))
     from .types import _finite
 
     text = json.dumps(_finite(report), indent=2, allow_nan=False)
@@ -854,6 +858,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="write the per-patch heat map of every detector as a PNG")
             s.add_argument("--timeline", metavar="PNG",
                            help="video: write the per-frame score timeline as a PNG")
+            s.add_argument("--html", metavar="FILE",
+                           help="write a self-contained HTML report (evidence pictures "
+                           "embedded)")
+            s.add_argument("--json", dest="output", metavar="FILE",
+                           help="write the JSON report (schema-versioned) to FILE")
         s.add_argument("--detector", "-d", action="append", default=[],
                        help="shipped model by registry name (repeat); default: all shipped")
         s.add_argument("--model", "-m", action="append", default=[],

@@ -7,11 +7,14 @@ VENV="${UNMASK_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
 # Real data for the corpora, from Debian: ~30 natural photos (opencv-doc), 70,000
-# Fashion-MNIST images (dataset-fashion-mnist) and the Jargon File's prose (jargon-text).
+# Fashion-MNIST images (dataset-fashion-mnist) and the Jargon File's prose (jargon-text);
+# and chromium, to test HTML reports in a real browser.
 need=()
 [ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || need+=(jargon-text)
+# headless chromium: the tests open `unmask inspect --html` reports in a real browser
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
