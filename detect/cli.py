@@ -256,7 +256,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
                       skipped=skipped, watermarks=not a.no_watermarks,
                       wm_target_fpr=a.wm_target_fpr, text_keys=text_keys,
                       sampling=sampling, done=done, timeout=a.timeout, workers=a.workers,
-                      load_detectors_fn=functools.partial(_load_for_scan, a)):
+                      load_detectors_fn=functools.partial(_load_for_scan, a),
+                      engine=a.engine, ray_address=a.ray_address):
             out.write(f)
             findings.append(f)
     counts: dict[str, int] = {}
@@ -842,6 +843,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="scan in N processes, each with its own models (default 1)")
             s.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                            help="give up on an input after this long (an error record)")
+            s.add_argument("--engine", choices=["local", "ray"], default="local",
+                           help="ray: the same scan on Ray actors (--workers of them)")
+            s.add_argument("--ray-address", metavar="ADDR", default=None,
+                           help="with --engine ray: a cluster (ray://host:10001); default: a "
+                           "local instance")
             s.add_argument("--fail-on", default="synthetic", metavar="WHAT",
                            help="what makes the exit code 1: comma-separated synthetic, "
                            "uncertain, watermarked; or never (default: synthetic)")

@@ -251,7 +251,8 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
          sampling: Any = None,
          done: set[tuple[str, str | None]] | None = None,
          timeout: float | None = None, workers: int = 1,
-         load_detectors_fn: Any = None) -> Iterator[Finding]:
+         load_detectors_fn: Any = None, engine: str = "local",
+         ray_address: str | None = None) -> Iterator[Finding]:
     """Yield exactly one Finding per input path ('-' reads standard input), in input order.
 
     ``done`` holds (path, sha256) of inputs an earlier run already recorded (sha256 None for
@@ -263,7 +264,9 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
 
     ``workers > 1`` scans in that many processes, each loading its detectors once through
     ``load_detectors_fn`` (a picklable callable, e.g. ``functools.partial(load_detectors,
-    names, dirs)``); standard input is read in this process.
+    names, dirs)``); standard input is read in this process. ``engine="ray"`` runs the same
+    scan on Ray actors (``workers`` of them) on a local instance or the cluster at
+    ``ray_address`` (``ray://host:10001``); paths must be readable where the actors run.
 
     Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
     ``skipped`` so the caller can report them (nothing is dropped without a word).
@@ -284,7 +287,9 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
           "sampling": sampling, "timeout": timeout}
     bar = tqdm(total=len(expanded), desc="scan", unit="file", file=sys.stderr,
                disable=not progress)
-    if workers <= 1 or len(expanded) < 2:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "local" and (workers <= 1 or len(expanded) < 2):
         for p in expanded:
             yield scan_path(p, detectors, **kw)
             bar.update(1)
@@ -292,6 +297,10 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
         return
     if load_detectors_fn is None:
         raise ConfigError("scan with workers > 1 needs load_detectors_fn")
+    if engine == "ray":
+        yield from _scan_ray(expanded, detectors, kw, workers, load_detectors_fn,
+                             ray_address, bar)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -321,6 +330,55 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
                                   f"({type(e).__name__}: {e})")
             bar.update(1)
     bar.close()
+
+
+def _scan_ray(expanded: list[str | Path], detectors: list[Any], kw: dict[str, Any],
+              workers: int, load_detectors_fn: Any, address: str | None,
+              bar: Any) -> Iterator[Finding]:
+    """The scan on Ray: one actor per worker loads the models once; inputs go out in order
+    through an ActorPool, records come back as plain dicts (JSON-able, no user objects)."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'ray[data]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else max(1, workers),
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+    @ray.remote(num_cpus=1)
+    class Scanner:
+        def __init__(self, fn: Any, kwargs: dict[str, Any]) -> None:
+            import torch
+
+            torch.set_num_threads(1)
+            self.detectors, self.kwargs = fn(), kwargs
+
+        def scan(self, p: str) -> dict[str, Any]:
+            return scan_path(p, self.detectors, **self.kwargs).to_dict()
+
+    try:
+        actors = [Scanner.remote(load_detectors_fn, kw) for _ in range(max(1, workers))]
+        pool = ActorPool(actors)
+        remote = [p for p in expanded if p != "-"]
+        results = pool.map(lambda a, p: a.scan.remote(str(p)), remote)
+        for p in expanded:
+            if p == "-":
+                yield scan_path(p, detectors, **kw)
+            else:
+                try:
+                    d = next(results)
+                except Exception as e:  # noqa: BLE001 - a dead actor costs a record
+                    d = Finding(path=str(p), error=f"{p}: ray worker failed "
+                                f"({type(e).__name__}: {e})").to_dict()
+                known = Finding.__dataclass_fields__
+                yield Finding(**{k: v for k, v in d.items() if k in known})
+            bar.update(1)
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
 
 
 def watermarked(f: Finding) -> bool:

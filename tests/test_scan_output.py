@@ -124,3 +124,14 @@ def test_timeout_gives_one_error_record_and_the_scan_goes_on(inbox, trained_mode
     assert len(recs) == 3
     assert recs[1]["verdict"] == "error" and "timed out after 0.1 s" in recs[1]["error"]
     assert recs[2]["verdict"] in ("real", "synthetic", "uncertain")
+
+
+def test_ray_engine_on_a_local_instance_gives_the_same_records(inbox, trained_models, capsys):
+    pytest.importorskip("ray")
+    m = trained_models["spectrum-test"]
+    _, one = _scan(capsys, inbox, "-m", m, "--no-watermarks")
+    code, out = _scan(capsys, inbox, "-m", m, "--no-watermarks", "--engine", "ray",
+                      "--workers", "2")
+    a = [json.loads(x) for x in one.splitlines()]
+    b = [json.loads(x) for x in out.splitlines()]
+    assert [_key(x) for x in a] == [_key(x) for x in b] and len(b) == 8
