@@ -167,8 +167,9 @@ class FaceFinder:
                 centres = sorted((x + ex + ew / 2, y + ey + eh / 2) for ex, ey, ew, eh in found)
                 lm = np.full((5, 2), np.nan)
                 lm[0], lm[1] = centres  # image-left eye first, as MTCNN orders them
+            level = min(50.0, max(-50.0, float(wt)))  # the cascade's margin, squashed to (0, 1)
             out.append(Face((float(x), float(y), float(x + w), float(y + h)),
-                            float(1 / (1 + math.exp(-float(wt)))), "haar", lm))
+                            1 / (1 + math.exp(-level)), "haar", lm))
         return out
 
 
