@@ -135,3 +135,41 @@ def test_ray_engine_on_a_local_instance_gives_the_same_records(inbox, trained_mo
     a = [json.loads(x) for x in one.splitlines()]
     b = [json.loads(x) for x in out.splitlines()]
     assert [_key(x) for x in a] == [_key(x) for x in b] and len(b) == 8
+
+
+def test_sigkill_mid_scan_then_resume(inbox, trained_models, tmp_path):
+    """A real kill: the scan process gets SIGKILL while it writes, --resume finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    many = tmp_path / "many"
+    many.mkdir()
+    src = sorted(p for p in inbox.rglob("*.png") if p.name != "broken.png")
+    for i in range(240):  # distinct bytes: a tEXt chunk would do, a re-encode is simpler
+        from PIL import Image
+
+        img = Image.open(src[i % len(src)]).convert("RGB")
+        img.putpixel((0, 0), (i % 256, i // 256, 7))
+        img.save(many / f"{i:03d}.png")
+    m = str(trained_models["spectrum-test"])
+    cmd = [sys.executable, "-m", "detect.cli", "-q", "scan", str(many), "-m", m,
+           "--no-watermarks", "--out"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run([*cmd, str(whole)], env=env, check=False, timeout=300)
+    out = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen([*cmd, str(out)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(out.read_text().splitlines())
+    assert 0 < n_before < 240, n_before  # killed mid-run
+    subprocess.run([*cmd, str(out), "--resume"], env=env, check=False, timeout=300)
+    a = sorted(map(_key, (json.loads(x) for x in whole.read_text().splitlines())))
+    b = sorted(map(_key, (json.loads(x) for x in out.read_text().splitlines())))
+    assert a == b and len(b) == 240
