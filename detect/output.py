@@ -135,22 +135,17 @@ def recorded(path: Path, fmt: str) -> list[Finding]:
                 except json.JSONDecodeError as e:
                     raise ConfigError(f"{path}:{n}: not a JSON record ({e.msg}); cannot resume "
                                       "into this file") from None
-                out.append(_finding(d))
+                out.append(Finding.from_dict(d))
         else:
             for row in csv.DictReader(fh):
                 d = {k: (v if v != "" else None) for k, v in row.items()}
                 for k in ("score", "threshold", "target_fpr", "elapsed_ms"):
                     d[k] = None if d.get(k) is None else float(d[k])
                 wm = d.pop("watermarked", None) == "True"
-                f = _finding(d)
+                f = Finding.from_dict(d)
                 f.watermarks = [{"status": "detected"}] if wm else []
                 out.append(f)
     return out
-
-
-def _finding(d: dict[str, Any]) -> Finding:
-    known = Finding.__dataclass_fields__
-    return Finding(**{k: v for k, v in d.items() if k in known})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:

@@ -372,8 +372,7 @@ def _scan_ray(expanded: list[str | Path], detectors: list[Any], kw: dict[str, An
                 except Exception as e:  # noqa: BLE001 - a dead actor costs a record
                     d = Finding(path=str(p), error=f"{p}: ray worker failed "
                                 f"({type(e).__name__}: {e})").to_dict()
-                known = Finding.__dataclass_fields__
-                yield Finding(**{k: v for k, v in d.items() if k in known})
+                yield Finding.from_dict(d)
             bar.update(1)
     finally:
         bar.close()

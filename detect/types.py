@@ -116,6 +116,13 @@ class Finding:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        """A record read back (an earlier run's output, a worker's answer); ``schema`` and
+        any field this version does not know are left out."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 def as_path(p: str | Path) -> Path:
     return p if isinstance(p, Path) else Path(p)
