@@ -199,12 +199,16 @@ def _deadline(seconds: float | None) -> Iterator[None]:
 def scan_path(p: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
               target_fpr: float | None = None, debug: bool = False, watermarks: bool = True,
               wm_target_fpr: float | None = None, text_keys: list[str] | tuple[str, ...] = (),
-              sampling: Any = None, timeout: float | None = None) -> Finding:
-    """The Finding of one input ('-' = standard input), whatever happens to it."""
+              sampling: Any = None, timeout: float | None = None,
+              data: bytes | None = None) -> Finding:
+    """The Finding of one input ('-' = standard input; ``data``: bytes already received,
+    e.g. an upload, labelled ``p``), whatever happens to it."""
     t0 = time.perf_counter()
     try:
         with _deadline(timeout):
-            if p == "-":
+            if data is not None:
+                item = load_bytes(data, str(p), limits)
+            elif p == "-":
                 item = load_bytes(sys.stdin.buffer.read(), "<stdin>", limits)
             else:
                 item = load(p, limits)

@@ -17,9 +17,8 @@ import threading
 from typing import Any
 
 from . import __version__
-from .errors import UnmaskError
-from .media import Limits, load_bytes
-from .scan import scan_item
+from .media import Limits
+from .scan import scan_path
 from .types import Finding
 
 CHUNK = 1 << 20
@@ -40,23 +39,9 @@ def create_app(detectors: list[Any], *, limits: Limits = Limits(),
         return JSONResponse(f.to_dict(), status_code=status)
 
     def scan_bytes(data: bytes, name: str) -> Finding:
-        import time
-
-        t0 = time.perf_counter()
-        try:
-            item = load_bytes(data, name, limits)
-            if item.modality == "video":
-                from .video import decode_item
-
-                item = decode_item(item, limits, sampling)
-            with lock:
-                f = scan_item(item, detectors, target_fpr, watermarks=watermarks)
-        except UnmaskError as e:
-            f = Finding(path=name, error=str(e))
-        except Exception as e:  # noqa: BLE001 - a request must get an answer, not a 500 page
-            f = Finding(path=name, error=f"{name}: internal error {type(e).__name__}: {e}")
-        f.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
-        return f
+        with lock:  # the whole load-decode-score of one request at a time
+            return scan_path(name, detectors, data=data, limits=limits, target_fpr=target_fpr,
+                             sampling=sampling, watermarks=watermarks)
 
     def too_large(n: int | str) -> JSONResponse:
         return JSONResponse({"error": f"upload too large ({n} bytes > limit {limits.max_bytes})"},
