@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .media import Limits, load
-from .scan import _provenance_hints
+from .scan import _provenance_hints, primary
 
 INSPECT_SCHEMA = "unmask.inspect/1"
 
@@ -102,13 +102,10 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
         elif hasattr(det, "sentence_scores"):
             res["sentences"] = det.sentence_scores(item)
         report["detectors"][det.name] = res
-    # the rule scan uses: the first applicable detector able to decide (a face detector that
-    # found no face steps aside for the image detectors)
-    applicable = [(n, r) for n, r in report["detectors"].items() if r.get("applies")]
-    decided = next(((n, r) for n, r in applicable if r.get("decides", True)),
-                   applicable[0] if applicable else (None, None))
-    report["verdict"] = decided[1]["verdict"] if decided[1] else "uncertain"
-    report["decided_by"] = decided[0]
+    # the rule scan uses, over the detectors that apply
+    report["decided_by"], res = primary(
+        {n: r for n, r in report["detectors"].items() if r.get("applies")})
+    report["verdict"] = res["verdict"] if res else "uncertain"
     return report
 
 

@@ -159,16 +159,21 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
     return f
 
 
+def primary(results: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any] | None]:
+    """(name, result) of the detector whose verdict stands: the first that can decide. A face
+    detector that found no face steps aside (``decides: False``) for the image detectors; when
+    nobody else can decide its "uncertain, no face found" stands: never an error, never
+    "real". (None, None) when there is no result at all."""
+    items = list(results.items())
+    return next(((n, r) for n, r in items if r.get("decides", True)),
+                items[0] if items else (None, None))
+
+
 def decide_by(f: Finding) -> None:
-    """The first detector that can decide sets the verdict. A face detector that found no
-    face steps aside (``decides: False``) for the image detectors; when nobody else can decide
-    its "uncertain, no face found" stands: never an error, never "real"."""
-    results = list(f.detectors.items())
-    name, primary = next(((n, r) for n, r in results if r.get("decides", True)), results[0])
-    f.decided_by = name
-    f.verdict = primary["verdict"]
-    f.score, f.threshold, f.target_fpr = primary["score"], primary["threshold"], \
-        primary["target_fpr"]
+    """Set the Finding's verdict from its ``detectors`` by the rule of :func:`primary`."""
+    f.decided_by, res = primary(f.detectors)
+    f.verdict = res["verdict"]
+    f.score, f.threshold, f.target_fpr = res["score"], res["threshold"], res["target_fpr"]
 
 
 class _TimedOut(Exception):
