@@ -178,8 +178,9 @@ class FaceForgeryDetector(CNNDetector):
             crops = np.stack([cv2.resize(c, (self.size, self.size),
                                          interpolation=cv2.INTER_AREA) for c in crops])
         if getattr(self, "grey_", False):  # trained on grey faces: judge grey faces
-            crops = np.stack([np.repeat(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2)
-                              for c in crops])
+            from ..faces import grey_rgb
+
+            crops = np.stack([grey_rgb(c) for c in crops])
         return self._score_patches(crops).astype(np.float64)
 
     def _finder(self) -> Any:

@@ -28,7 +28,7 @@ import numpy as np
 
 from detect.corpus import SPLITS, Corpus, CorpusWriter
 from detect.errors import ConfigError
-from detect.faces import Face, FaceFinder, crop_face
+from detect.faces import Face, FaceFinder, crop_face, grey_rgb
 from detect.types import Provenance, Sample
 
 from .sources import RealFace, real_faces
@@ -120,7 +120,7 @@ def _final(pixels: np.ndarray, size: int, grey: bool) -> np.ndarray:
     if pixels.shape[0] != size:
         pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
     if grey:
-        pixels = np.repeat(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+        pixels = grey_rgb(pixels)
     return np.ascontiguousarray(pixels)
 
 
