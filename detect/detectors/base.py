@@ -137,13 +137,19 @@ class Detector(HasParams):
     def calibration_for(self, target_fpr: float | None = None) -> Calibration:
         """The decision rule at the saved FPR, or re-derived from saved calibration scores."""
         self._check_fitted()
-        if target_fpr is None or math.isclose(target_fpr, self.calibration_.target_fpr):
-            return self.calibration_
-        # a scan asks once per file: derive each FPR's rule once per set of calibration scores
-        key = (target_fpr, id(self.calib_scores_))
+        return self._rule_at(self.calibration_, self.calib_scores_, self.calib_labels_,
+                             target_fpr)
+
+    def _rule_at(self, saved: Calibration, scores: np.ndarray, labels: np.ndarray,
+                 target_fpr: float | None) -> Calibration:
+        """``saved`` at its own FPR; another FPR's rule re-derived from the calibration scores
+        it was fitted on, once per set of scores (a scan asks once per file)."""
+        if target_fpr is None or math.isclose(target_fpr, saved.target_fpr):
+            return saved
+        key = (target_fpr, id(scores))
         cache = self.__dict__.setdefault("_calibration_cache", {})
         if key not in cache:
-            cache[key] = Calibration.fit(self.calib_scores_, self.calib_labels_, target_fpr)
+            cache[key] = Calibration.fit(scores, labels, target_fpr)
         return cache[key]
 
     def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:

@@ -243,9 +243,9 @@ class FaceForgeryDetector(CNNDetector):
     # -- decisions -----------------------------------------------------------------------------
     def video_calibration_for(self, target_fpr: float | None = None) -> Calibration | None:
         cal = getattr(self, "video_calibration_", None)
-        if cal is None or target_fpr is None or math.isclose(target_fpr, cal.target_fpr):
-            return cal
-        return Calibration.fit(self.video_calib_scores_, self.video_calib_labels_, target_fpr)
+        if cal is None:
+            return None
+        return self._rule_at(cal, self.video_calib_scores_, self.video_calib_labels_, target_fpr)
 
     def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
         a = self.analyse(item)
