@@ -106,6 +106,9 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
     report["decided_by"], res = primary(
         {n: r for n, r in report["detectors"].items() if r.get("applies")})
     report["verdict"] = res["verdict"] if res else "uncertain"
+    report["calibration"] = res.get("calibration") if res else None
+    report["reason"] = (res.get("reason") if res else
+                        f"no loaded detector handles {item.modality} input")
     return report
 
 

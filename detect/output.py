@@ -22,7 +22,7 @@ from .types import Finding
 
 FORMATS = ("jsonl", "csv", "text")
 CSV_FIELDS = ["path", "sha256", "modality", "verdict", "decided_by", "score", "threshold",
-              "target_fpr", "watermarked", "error", "elapsed_ms"]
+              "target_fpr", "reason", "watermarked", "error", "elapsed_ms"]
 
 
 def _csv_row(f: Finding) -> str:
@@ -40,7 +40,8 @@ def _text_line(f: Finding) -> str:
     score = "" if f.score is None else f"{f.score:+.3f} (threshold {f.threshold:+.3f}) "
     by = f" by {f.decided_by}" if f.decided_by else ""
     wm = " [watermarked]" if any(w.get("status") == "detected" for w in f.watermarks) else ""
-    return f"{f.verdict:<12} {f.path}  {score}{by}{wm}\n"
+    why = f" ({f.reason})" if f.reason else ""
+    return f"{f.verdict:<12} {f.path}  {score}{by}{wm}{why}\n"
 
 
 class FindingWriter:

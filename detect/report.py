@@ -208,7 +208,11 @@ def html_report(report: dict[str, Any], item: Any, path: str | Path) -> Path:
             continue
         score = "–" if r.get("score") is None else f"{r['score']:+.4f}"
         thr = "–" if r.get("threshold") is None else f"{r['threshold']:+.4f}"
-        extra = r.get("reason") or r.get("calibration") or ""
+        cal = r.get("calibration") or {}
+        extra = "; ".join(filter(None, [
+            r.get("reason"),
+            f"{cal.get('rule') or 'rule'} calibrated on {cal['n']} reals, supports FPR "
+            f">= {cal['supports_fpr']:.2g}" if "n" in cal else None]))
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{score}</td><td>{thr}</td>"
                     f"<td>{r.get('target_fpr')}</td><td><span class='verdict {r['verdict']}'>"
                     f"{r['verdict']}</span></td><td class=small>{html.escape(str(extra))}</td>"
@@ -233,6 +237,7 @@ def html_report(report: dict[str, Any], item: Any, path: str | Path) -> Path:
         f"<h1>unmask report: {html.escape(Path(report['path']).name)}</h1>",
         f"<p>Verdict: <span class='verdict {v}'>{v}</span>"
         f"{' by ' + html.escape(report['decided_by']) if report.get('decided_by') else ''}"
+        f"{' (' + html.escape(report['reason']) + ')' if report.get('reason') else ''}"
         f" &middot; {report['modality']} ({html.escape(str(report.get('format')))}, "
         f"{report.get('size_bytes')} bytes)</p>",
         f"<p class=small>sha256 {report.get('sha256')} &middot; report schema "

@@ -161,9 +161,10 @@ def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, 
 
 def primary(results: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any] | None]:
     """(name, result) of the detector whose verdict stands: the first that can decide. A face
-    detector that found no face steps aside (``decides: False``) for the image detectors; when
-    nobody else can decide its "uncertain, no face found" stands: never an error, never
-    "real". (None, None) when there is no result at all."""
+    detector that found no face, or any detector whose calibration cannot support the target
+    FPR, steps aside (``decides: False``) for the next; when nobody else can decide, the first
+    one's "uncertain" (and its reason) stands: never an error, never "real". (None, None)
+    when there is no result at all."""
     items = list(results.items())
     return next(((n, r) for n, r in items if r.get("decides", True)),
                 items[0] if items else (None, None))
@@ -174,6 +175,7 @@ def decide_by(f: Finding) -> None:
     f.decided_by, res = primary(f.detectors)
     f.verdict = res["verdict"]
     f.score, f.threshold, f.target_fpr = res["score"], res["threshold"], res["target_fpr"]
+    f.calibration, f.reason = res.get("calibration"), res.get("reason")
 
 
 class _TimedOut(Exception):

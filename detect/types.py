@@ -102,6 +102,10 @@ class Finding:
     score: float | None = None
     threshold: float | None = None
     target_fpr: float | None = None
+    # the deciding rule's calibration ({"n", "supports_fpr", "rule"}) and, for "uncertain",
+    # why (too short a text, no face, a target FPR the calibration cannot support...)
+    calibration: dict[str, Any] | None = None
+    reason: str | None = None
     detectors: dict[str, Any] = field(default_factory=dict)
     watermarks: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from detect.calibration import Calibration, threshold_at_fpr
+from detect.calibration import Calibration, supported_fpr, threshold_at_fpr
 from detect.errors import ConfigError
 
 REAL_0_TO_99 = np.arange(100, dtype=np.float64)
@@ -143,8 +143,9 @@ def test_equal_rates_collapse_the_uncertain_band():
 def test_dict_round_trip_through_json():
     cal = _fitted()
     d = json.loads(json.dumps(cal.to_dict()))
-    assert set(d) == {"threshold", "target_fpr", "lower", "uncertain_fpr", "n_real", "n_fake"}
-    back = Calibration.from_dict(d)
+    assert set(d) == {"threshold", "target_fpr", "lower", "uncertain_fpr", "n_real", "n_fake",
+                      "supports_fpr"}
+    back = Calibration.from_dict(d)  # supports_fpr is derived from n_real, not read back
     assert back == cal
     # extra keys in a saved config are ignored, missing ones are an error
     assert Calibration.from_dict({**d, "note": "x"}) == cal
@@ -178,3 +179,43 @@ def test_finding_json_never_fails_on_non_finite_numbers():
     d = json.loads(f.to_json())
     assert d["score"] is None and d["detectors"]["d"]["score"] is None
     assert d["detectors"]["d"]["tiles"] == [1.0, None]
+
+
+# ----------------------------------------------------------------------------- supported FPR
+
+
+def test_supported_fpr_shrinks_with_more_reals_and_needs_about_four_over_alpha():
+    values = [supported_fpr(n) for n in (1, 10, 100, 1000, 10000)]
+    assert values == sorted(values, reverse=True)
+    assert supported_fpr(0) == 1.0
+    assert supported_fpr(10) > 0.1  # ten real clips cannot hold 10%, let alone 1%
+    # the rule of thumb in the docstring: 1% needs several hundred reals, not tens
+    assert supported_fpr(300) > 0.01 > supported_fpr(450)
+
+
+def test_supported_fpr_bound_holds_by_simulation():
+    """Uniform real scores make the realised FPR of a threshold t exactly 1 - t, so the law
+    the bound rests on can be checked by drawing calibration sets."""
+    rng = np.random.default_rng(7)
+    for n in (50, 400, 2000):
+        alpha = supported_fpr(n)
+        realised = np.array([1.0 - threshold_at_fpr(rng.random(n), np.zeros(n, int), alpha)
+                             for _ in range(4000)])
+        # by construction P(realised > 2 alpha) <= 5%; 4000 draws put the estimate of that
+        # probability within +-1.1% (2 standard errors), hence the 6.1% ceiling
+        assert (realised > 2 * alpha).mean() <= 0.061, (n, alpha)
+
+
+def test_rule_below_its_supported_fpr_says_uncertain_and_why():
+    small = Calibration.fit(REAL_0_TO_99, np.zeros(100, int), 0.01)  # 100 reals: ~4% at best
+    assert not small.supported and small.supports_fpr > 0.01
+    assert small.verdict(1e9) == "uncertain" and small.verdict(-1e9) == "uncertain"
+    assert small.verdict(float("nan")) == "error"
+    rec = small.decision(1e9, "pooled")
+    assert rec["verdict"] == "uncertain" and "100 real samples" in rec["reason"]
+    assert rec["decides"] is False  # steps aside for a detector that can hold the target
+    assert rec["calibration"] == {"n": 100, "supports_fpr": round(small.supports_fpr, 6),
+                                  "rule": "pooled"}
+    big = Calibration.fit(np.arange(5000.0), np.zeros(5000, int), 0.01)
+    assert big.supported and "reason" not in big.decision(1e9)
+    assert big.decision(1e9)["verdict"] == "synthetic"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,9 +155,7 @@ class Detector(HasParams):
     def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
         """This detector's result for one item: score, the rule at the target FPR, verdict.
         (Text detectors add the length bucket and an "uncertain" reason.)"""
-        cal = self.calibration_for(target_fpr)
-        return {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
-                "target_fpr": cal.target_fpr, "verdict": cal.verdict(score)}
+        return self.calibration_for(target_fpr).decision(score)
 
     @property
     def threshold_(self) -> float:
@@ -249,7 +247,7 @@ class Detector(HasParams):
             "name": self.name,
             "class": type(self).__name__,
             "params": self.get_params(),
-            "calibration": asdict(self.calibration_),
+            "calibration": self.calibration_.to_dict(),
             "trained_on": getattr(self, "trained_on_", None),
             "state": meta,
         }

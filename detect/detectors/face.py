@@ -157,14 +157,26 @@ class FaceForgeryDetector(CNNDetector):
         videos = calib.filter(lambda r: r.modality == "video")
         if len(videos) == 0:
             raise ConfigError(f"{self.name}: no video clips in the calib split")
-        self.video_sampling_ = (sampling or FrameSampling(n=16)).describe()
         scores = np.array([self.analyse(it, sampling)["score"] for it in videos.iter_items()])
+        return self.set_video_calibration(
+            scores, videos.labels, sampling or FrameSampling(n=16),
+            {"corpus": calib.header.get("name"),
+             "content_hash": calib.header.get("content_hash"), "n_clips": len(videos)})
+
+    def set_video_calibration(self, scores: np.ndarray, labels: np.ndarray, sampling: Any,
+                              calibrated_on: dict[str, Any] | None = None
+                              ) -> FaceForgeryDetector:
+        """The video rule from clip scores already computed with ``sampling`` (NaN: a clip
+        without a face, left out and counted), e.g. by a resumable benchmark."""
+        scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
         ok = np.isfinite(scores)
-        labels = videos.labels[ok]
+        self.video_sampling_ = sampling.describe()
         self.video_calib_scores_ = scores[ok]
-        self.video_calib_labels_ = labels.astype(np.int64)
-        self.video_calibration_ = Calibration.fit(scores[ok], labels, self.target_fpr)
+        self.video_calib_labels_ = labels[ok].astype(np.int64)
+        self.video_calibration_ = Calibration.fit(scores[ok], labels[ok], self.target_fpr)
         self.video_calib_faceless_ = int((~ok).sum())
+        self.video_calibrated_on_ = calibrated_on
+        self.__dict__.pop("_calibration_cache", None)
         return self
 
     # -- scoring -------------------------------------------------------------------------------
@@ -253,9 +265,8 @@ class FaceForgeryDetector(CNNDetector):
         if item.modality == "video":
             vcal = self.video_calibration_for(target_fpr)
             cal = vcal or face_cal
+            rule = "video" if vcal else "face (this model has no video calibration)"
             res: dict[str, Any] = {
-                "calibration": "video" if vcal else "face (this model has no video "
-                                                   "calibration)",
                 "aggregate": self.aggregate, "sampling": a["sampling"],
                 "frame_threshold": face_cal.threshold,
                 # per sampled frame: its faces (box, landmarks, score) and the frame's verdict
@@ -266,15 +277,13 @@ class FaceForgeryDetector(CNNDetector):
             if a.get("stretch") is not None:  # the sampled frames the verdict rests on
                 res["stretch"] = [a["timeline"][i]["index"] for i in a["stretch"]]
         else:
-            cal = face_cal
+            cal, rule = face_cal, "face"
             res = {"faces": [{**f, "verdict": face_cal.verdict(f["score"])} for f in a["faces"]]}
         res["n_faces"] = a["n_faces"]
         if a["n_faces"] == 0:
-            return {"score": None, "threshold": cal.threshold, "uncertain_above": cal.lower,
-                    "target_fpr": cal.target_fpr, "verdict": "uncertain",
+            return {**cal.decision(math.nan, rule), "score": None, "verdict": "uncertain",
                     "reason": "no face found", "decides": False, **res}
-        return {"score": score, "threshold": cal.threshold, "uncertain_above": cal.lower,
-                "target_fpr": cal.target_fpr, "verdict": cal.verdict(score), **res}
+        return {**cal.decision(score, rule), **res}
 
     # -- persistence -----------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -285,7 +294,8 @@ class FaceForgeryDetector(CNNDetector):
             tensors["video.calib_labels"] = self.video_calib_labels_
             meta = {**meta, "video_calibration": self.video_calibration_.to_dict(),
                     "video_sampling": self.video_sampling_,
-                    "video_calib_faceless": self.video_calib_faceless_}
+                    "video_calib_faceless": self.video_calib_faceless_,
+                    "video_calibrated_on": getattr(self, "video_calibrated_on_", None)}
         return tensors, meta
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -296,4 +306,5 @@ class FaceForgeryDetector(CNNDetector):
             self.video_calibration_ = Calibration.from_dict(meta["video_calibration"])
             self.video_sampling_ = meta.get("video_sampling")
             self.video_calib_faceless_ = meta.get("video_calib_faceless", 0)
+            self.video_calibrated_on_ = meta.get("video_calibrated_on")
         super()._set_state(tensors, meta)

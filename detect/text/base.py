@@ -134,12 +134,9 @@ class TextDetector(Detector):
         n = count_tokens(text)
         b = bucket_of(n)
         cal = self.calibration_for(target_fpr, n)
-        res: dict[str, Any] = {"score": score, "threshold": cal.threshold,
-                               "uncertain_above": cal.lower, "target_fpr": cal.target_fpr,
-                               "verdict": cal.verdict(score), "tokens": n,
-                               "length_bucket": BUCKET_NAMES[b]}
         pooled = cal is self.calibration_for(target_fpr)
-        res["calibration"] = "pooled" if pooled else f"bucket {BUCKET_NAMES[b]}"
+        res = cal.decision(score, "pooled" if pooled else f"bucket {BUCKET_NAMES[b]}")
+        res.update(tokens=n, length_bucket=BUCKET_NAMES[b])
         reason = None
         if n < self.min_tokens:
             reason = (f"too short: {n} tokens, below the {self.min_tokens} at which this "
@@ -152,7 +149,7 @@ class TextDetector(Detector):
                 reason = f"unsupported language or script: {lang['reason']}"
         if reason and res["verdict"] != "error":
             res["verdict"] = "uncertain"
-            res["reason"] = reason
+            res["reason"] = "; ".join(filter(None, [reason, res.get("reason")]))
         res.update(self._details(text))
         return res
 
