@@ -20,9 +20,11 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError, UnmaskError
+from .resources import recipe_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECIPE = REPO_ROOT / "datasets" / "recipes" / "quickstart.toml"
+# from a checkout: datasets/recipes/; from a wheel: the copy inside the package (detect/datasets)
+DEFAULT_RECIPE = recipe_path("quickstart")
 
 
 def _log(msg: str) -> None:
@@ -47,6 +49,12 @@ def cmd_list(a: argparse.Namespace) -> int:
     from .registry import REGISTRIES
     from .scan import shipped_models
 
+    if a.kind == "recipes":
+        from .resources import shipped_recipes
+
+        for name, path in shipped_recipes().items():
+            print(f"{name}\t{path}")
+        return 0
     if a.kind == "models":
         for name, path in shipped_models().items():
             cfg = json.loads((path / "config.json").read_text())
@@ -772,8 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("list", help="list registered detectors, generators, attacks or models")
-    s.add_argument("kind", choices=["detectors", "generators", "attacks", "models"])
+    s = sub.add_parser("list", help="list registered detectors, generators, attacks, shipped "
+                       "models or shipped recipes")
+    s.add_argument("kind", choices=["detectors", "generators", "attacks", "models", "recipes"])
     s.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'cnn-*'")
     s.set_defaults(func=cmd_list)
 
