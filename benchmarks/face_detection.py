@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
+from detect.resources import recipe_path  # noqa: E402
 
 DETECTORS = ["face-meso4", "face-efficientnet", "face-xception"]
 SHIP = "face-meso4"
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="runs/faces")
     ap.add_argument("--out", default=None, help="write results.json/.md and plots here")
-    ap.add_argument("--recipe", default=str(REPO / "datasets" / "recipes" / "faces.toml"))
+    ap.add_argument("--recipe", default=str(recipe_path("faces")))
     ap.add_argument("--detectors", nargs="+", default=DETECTORS)
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--update-defaults", action="store_true")
@@ -251,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def save_holdout(corpus: Any, dest: Path, n: int = 24) -> None:
+def save_holdout(corpus: Any, n: int = 24) -> Any:
     """Test-split crops the shipped model never saw (real and self-blended: the forgery it is
     meant for) and two test clips (one real, one forged), for tests/test_shipped.py."""
     import random
+
+    from detect.release import Holdout
 
     test = corpus.split("test")
     real = [r for r in test.records if r.modality == "image" and r.label == 0]
@@ -264,38 +266,18 @@ def save_holdout(corpus: Any, dest: Path, n: int = 24) -> None:
     rng = random.Random(0)
     picked = rng.sample(real, n) + rng.sample(sbi, n)
     picked += [next(r for r in clips if r.label == 0), next(r for r in clips if r.label == 1)]
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    labels, frames = {}, {}
-    for r in picked:
-        name = f"{r.id[:16]}{Path(r.path).suffix}"
-        shutil.copy(corpus.root / r.path, dest / name)
-        labels[name] = r.label
-        if r.modality == "video":
-            frames[name] = r.provenance["params"]["frame_labels"]
-    (dest / "labels.json").write_text(json.dumps(
-        {"corpus_hash": corpus.content_hash, "labels": labels, "frame_labels": frames},
-        indent=1, sort_keys=True) + "\n")
+    return Holdout("shipped-holdout-faces", corpus, picked,
+                   filename=lambda r: f"{r.id[:16]}{Path(r.path).suffix}")
 
 
 def ship(model_dir: Path, corpus: Any) -> None:
-    save_holdout(corpus, REPO / "tests" / "data" / "shipped-holdout-faces")
-    dest = REPO / "detect" / "models" / model_dir.name
-    new = (model_dir / "weights.safetensors").read_bytes()
-    if dest.exists() and (dest / "weights.safetensors").read_bytes() == new:
-        log(f"{dest} unchanged")
-    else:
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(model_dir, dest)
-        log(f"shipped {model_dir.name} to {dest}")
-    dpath = REPO / "detect" / "models" / "defaults.json"
-    d = json.loads(dpath.read_text())
-    d["face"] = [model_dir.name]
-    d["face_recipe"] = "datasets/recipes/faces.toml"
-    d["face_corpus_hash"] = corpus.content_hash
-    dpath.write_text(json.dumps(d, indent=2) + "\n")
+    """The face model as the "face" default, with its held-out sample (detect.release)."""
+    from detect.release import release
+
+    release({model_dir.name: model_dir},
+            defaults={"face": [model_dir.name], "face_recipe": "datasets/recipes/faces.toml",
+                      "face_corpus_hash": corpus.content_hash},
+            holdout=save_holdout(corpus))
 
 
 if __name__ == "__main__":

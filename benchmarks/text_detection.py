@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
+from detect.resources import recipe_path  # noqa: E402
 
 ZERO_SHOT = ["lm-fastdetect", "lm-binoculars", "lm-fastdetect-xref", "lm-likelihood",
              "lm-logrank", "lm-lrr", "lm-entropy", "lm-gltr"]
@@ -346,83 +347,84 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: Any,
          names: list[str]) -> None:
-    """Copy the LMs and detectors into detect/models; zero-shot ones point at shipped LMs."""
+    """Ship the LMs and detectors (detect.release); zero-shot ones point at the shipped LMs."""
+    import tempfile
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from detect.detectors.base import load_detector
-    from detect.scan import MODELS_DIR
+    from detect.release import Holdout, default_models_dir, release
     from detect.text.zeroshot import HUMAN_CALIBRATION
 
-    for src, name in ((observer, "text-lm-a"), (performer, "text-lm-b")):
-        if src is None:
-            continue
-        dest = MODELS_DIR / name
-        shutil.rmtree(dest, ignore_errors=True)
-        # half precision on disk (the budget is 30 MB for every shipped model); scoring
-        # upcasts to float32, and the detectors below are re-calibrated on these very weights
-        AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).half().save_pretrained(
-            dest)
-        AutoTokenizer.from_pretrained(src).save_pretrained(dest)
-        if (Path(src) / "unmask.json").is_file():
-            shutil.copy(Path(src) / "unmask.json", dest / "unmask.json")
-    shipped = []
-    for name in names:
-        if name not in dets:
-            continue
-        det = load_detector(dets[name].model_dir_)
-        if name.startswith("lm-"):
-            det.observer = "shipped:text-lm-a"
-            if det.performer:
-                det.performer = "shipped:text-lm-b"
-            det.calibrate(corpus.split("calib"))
-        elif name == "text-classifier":
-            continue  # 5.5 MB more than the budget allows; `unmask train text-classifier`
-        dest = MODELS_DIR / name
-        shutil.rmtree(dest, ignore_errors=True)
-        det.save(dest)
-        shipped.append(name)
-    calib = corpus.split("calib").filter(lambda r: r.modality == "text" and r.label == 0)
-    with open(MODELS_DIR / HUMAN_CALIBRATION, "w", encoding="utf-8") as f:
-        for r in calib.records:
-            f.write(json.dumps({"text": (corpus.root / r.path).read_text(encoding="utf-8"),
-                                "id": r.id, "source": r.provenance.get("source")},
-                               ensure_ascii=False) + "\n")
-    # a small held-out sample beside the tests, so the shipped text models stay checked
-    hold = REPO / "tests" / "data" / "shipped-holdout-text"
-    shutil.rmtree(hold, ignore_errors=True)
-    hold.mkdir(parents=True)
-    held_s = set(corpus.header.get("held_out_sampling", []))
-    held_g = set(corpus.header.get("held_out_generators", []))
+    shipped_dir = default_models_dir()  # refuses an installed package before any work
+    with tempfile.TemporaryDirectory(prefix="unmask-ship-") as tmp:
+        stage = Path(tmp)
+        models: dict[str, Path] = {}
+        lm = {}  # the LM each shipped ref will name, to calibrate on before it is shipped
+        for src, name in ((observer, "text-lm-a"), (performer, "text-lm-b")):
+            lm[name] = shipped_dir / name
+            if src is None:
+                continue
+            dest = stage / name
+            # half precision on disk (the budget is 30 MB for every shipped model); scoring
+            # upcasts to float32, and the detectors below are re-calibrated on these very weights
+            AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).half() \
+                .save_pretrained(dest)
+            AutoTokenizer.from_pretrained(src).save_pretrained(dest)
+            if (Path(src) / "unmask.json").is_file():
+                shutil.copy(Path(src) / "unmask.json", dest / "unmask.json")
+            models[name] = lm[name] = dest
+        shipped = []
+        for name in names:
+            if name not in dets:
+                continue
+            if name == "text-classifier":
+                continue  # 5.5 MB more than the budget allows; `unmask train text-classifier`
+            det = load_detector(dets[name].model_dir_)
+            if name.startswith("lm-"):
+                det.observer = str(lm["text-lm-a"])
+                if det.performer:
+                    det.performer = str(lm["text-lm-b"])
+                det.calibrate(corpus.split("calib"))
+                # saved referring to the shipped LMs by name, not as copies
+                det.observer = "shipped:text-lm-a"
+                if det.performer:
+                    det.performer = "shipped:text-lm-b"
+            models[name] = det.save(stage / name)
+            shipped.append(name)
+        calib = corpus.split("calib").filter(lambda r: r.modality == "text" and r.label == 0)
+        models[HUMAN_CALIBRATION] = stage / HUMAN_CALIBRATION
+        with open(models[HUMAN_CALIBRATION], "w", encoding="utf-8") as f:
+            for r in calib.records:
+                f.write(json.dumps({"text": (corpus.root / r.path).read_text(encoding="utf-8"),
+                                    "id": r.id, "source": r.provenance.get("source")},
+                                   ensure_ascii=False) + "\n")
+        # a small held-out sample beside the tests, so the shipped text models stay checked
+        held_s = set(corpus.header.get("held_out_sampling", []))
+        held_g = set(corpus.header.get("held_out_generators", []))
 
-    def seen(r: Any) -> bool:  # what the shipped models are meant to handle
-        p = r.provenance.get("params") or {}
-        return r.label == 0 or ((p.get("sampling") or {}).get("name") not in held_s
-                                and p.get("entry") not in held_g)
+        def seen(r: Any) -> bool:  # what the shipped models are meant to handle
+            p = r.provenance.get("params") or {}
+            return r.label == 0 or ((p.get("sampling") or {}).get("name") not in held_s
+                                    and p.get("entry") not in held_g)
 
-    test = corpus.split("test").filter(lambda r: r.modality == "text" and seen(r))
-    labels = {}
-    for lab in (0, 1):
-        recs = [r for r in test.records if r.label == lab]
-        step = max(1, len(recs) // 16)
-        for r in recs[::step][:16]:
-            name = f"{'human' if lab == 0 else 'machine'}-{r.id[:12]}.txt"
-            shutil.copy(corpus.root / r.path, hold / name)
-            labels[name] = lab
-    (hold / "labels.json").write_text(json.dumps(
-        {"corpus_hash": corpus.content_hash, "labels": labels}, indent=1) + "\n")
-    cfg_path = MODELS_DIR / "defaults.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    cfg["text"] = shipped
-    cfg["text_recipe"] = "datasets/recipes/text.toml"
-    cfg["text_corpus_hash"] = corpus.content_hash
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    log(f"shipped {', '.join(shipped)} and the LMs into {MODELS_DIR}")
+        test = corpus.split("test").filter(lambda r: r.modality == "text" and seen(r))
+        picked = []
+        for lab in (0, 1):
+            recs = [r for r in test.records if r.label == lab]
+            picked += recs[::max(1, len(recs) // 16)][:16]
+        release(models,
+                defaults={"text": shipped, "text_recipe": "datasets/recipes/text.toml",
+                          "text_corpus_hash": corpus.content_hash},
+                holdout=Holdout("shipped-holdout-text", corpus, picked, filename=lambda r:
+                                f"{'human' if r.label == 0 else 'machine'}-{r.id[:12]}.txt"))
+    log(f"shipped {', '.join(shipped)} and the LMs into {shipped_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default=str(REPO / "datasets" / "recipes" / "text.toml"))
+    ap.add_argument("--recipe", default=str(recipe_path("text")))
     ap.add_argument("--work", default="runs/text")
     ap.add_argument("--out", default=None, help="publish results here (e.g. "
                     "benchmarks/results/text_detection)")

@@ -20,9 +20,8 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError, UnmaskError
-from .resources import recipe_path
+from .resources import checkout_root, recipe_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # from a checkout: datasets/recipes/; from a wheel: the copy inside the package (detect/datasets)
 DEFAULT_RECIPE = recipe_path("quickstart")
 
@@ -358,6 +357,9 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     t_start = time.time()
+    if (a.update_defaults or a.publish_results) and checkout_root() is None:
+        _log("not run from a git checkout: --update-defaults / --publish-results will leave the "
+             f"installed package alone; the trained models stay in {out / 'models'}")
     # stage times survive re-runs: a stage re-used from --out keeps the time it took then
     tpath = out / "timing.json"
     prev = json.loads(tpath.read_text()) if tpath.exists() else {}
@@ -439,7 +441,12 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     _log(f"scan exit code would be {code}; records in {out / 'scan.jsonl'}")
     stage("scan_s", t_scan, False)
     if a.update_defaults:
-        _update_defaults(model_dirs, a.detectors, a.recipe, corpus)
+        if checkout_root() is None:  # a user command never writes into site-packages
+            _log(f"defaults not updated (installed package, not a checkout): the trained models "
+                 f"are in {out / 'models'}; scan with them: unmask scan --model "
+                 f"{out / 'models' / a.detectors[0]} ...")
+        else:
+            _update_defaults(model_dirs, a.detectors, a.recipe, corpus)
     timing["total_s"] = round(sum(v for k, v in timing.items() if k.endswith("_s")), 1)
     from benchmarks.runner import machine
 
@@ -449,7 +456,10 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
          "note": "stages listed in 'reused' keep the time they took when first run"},
         indent=2) + "\n")
     if a.publish_results:
-        _publish(out)
+        if checkout_root() is None:
+            _log(f"results not published (not a checkout): they are in {out}")
+        else:
+            _publish(out)
     _log(f"quickstart finished in {time.time() - t_start:.0f} s (stages: {timing['total_s']:.0f} s"
          f"{', some re-used' if timing['reused'] else ''}); outputs in {out}")
     return 0
@@ -457,7 +467,10 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
 
 def _publish(out: Path) -> None:
     """Copy the run's evidence (leaderboard, ROC, GAN grid and quality, timing) into the repo."""
-    dest = REPO_ROOT / "benchmarks" / "results" / "quickstart"
+    root = checkout_root()
+    if root is None:
+        raise ConfigError("publishing results writes into a git checkout's benchmarks/results")
+    dest = root / "benchmarks" / "results" / "quickstart"
     dest.mkdir(parents=True, exist_ok=True)
     gdir = out / "corpus" / "generators" / "0-dcgan"
     for src, name in ((out / "bench" / "leaderboard.md", "leaderboard.md"),
@@ -473,71 +486,20 @@ def _publish(out: Path) -> None:
 
 
 def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corpus: Any) -> None:
-    """Copy trained models into the package, plus a held-out sample the tests check them on."""
-    from .scan import MODELS_DIR
+    """Ship the trained models (a fusion by its members' names) as the image defaults, with a
+    held-out sample of the test split beside the tests (detect.release, checkout only)."""
+    from .release import Holdout, release
+    from .resources import data_label
 
     test = corpus.split("test")
-
-    fused = []
-    for mdir in model_dirs:
-        dest = MODELS_DIR / mdir.name
-        if (mdir / "members").is_dir():
-            fused.append(mdir)
-            continue
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(mdir, dest)
-    for mdir in fused:
-        # a fusion of this run's models ships referring to them by name, never as copies
-        _reship_fusion(mdir, MODELS_DIR / mdir.name, MODELS_DIR)
-    # the image part of the defaults; the face and text lists (other benchmarks) are kept
-    dpath = MODELS_DIR / "defaults.json"
-    defaults = json.loads(dpath.read_text(encoding="utf-8")) if dpath.is_file() else {}
-    defaults.update(
-        {"schema": "unmask.defaults/1", "image": [n for n in names if n not in NAMED_ONLY],
-         "recipe": str(Path(recipe).resolve().relative_to(REPO_ROOT))
-         if Path(recipe).resolve().is_relative_to(REPO_ROOT) else str(recipe),
-         "corpus_hash": corpus.content_hash})
-    dpath.write_text(json.dumps(defaults, indent=2) + "\n")
-    # a small held-out sample beside the tests, so the shipped weights stay checked
-    hold = REPO_ROOT / "tests" / "data" / "shipped-holdout"
-    if hold.exists():
-        shutil.rmtree(hold)
-    hold.mkdir(parents=True)
-    labels = {}
+    picked = []
     for lab in (0, 1):
-        recs = sorted((r for r in test.records if r.label == lab), key=lambda r: r.id)[:24]
-        for r in recs:
-            shutil.copy(corpus.root / r.path, hold / Path(r.path).name)
-            labels[Path(r.path).name] = lab
-    (hold / "labels.json").write_text(json.dumps(
-        {"schema": "unmask.holdout/1", "corpus_hash": corpus.content_hash, "split": "test",
-         "labels": labels}, indent=2) + "\n")
-    _log(f"updated shipped default models in {MODELS_DIR} and the hold-out sample in {hold}")
-
-
-def _reship_fusion(src: Path, dest: Path, models_dir: Path) -> None:
-    from .detectors.base import load_detector
-    from .detectors.fusion import weights_sha256
-    from .errors import ConfigError
-
-    det = load_detector(src)
-    names = [m.name for m in det.members_]
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    for i, name in enumerate(names):
-        if not (models_dir / name / "config.json").is_file():
-            raise ConfigError(f"{src}: fusion member {name} is not among the shipped models")
-        a, b = src / "members" / str(i), models_dir / name
-        if (a / "weights.safetensors").read_bytes() != (b / "weights.safetensors").read_bytes():
-            raise ConfigError(f"{src}: member {i} differs from the shipped {name}")
-    cfg["params"]["members"] = names
-    cfg["state"]["members"] = names
-    cfg["state"]["member_sha256"] = [weights_sha256(models_dir / n) for n in names]
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    shutil.copy(src / "weights.safetensors", dest / "weights.safetensors")
-    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        picked += sorted((r for r in test.records if r.label == lab), key=lambda r: r.id)[:24]
+    # the image part of the defaults; the face and text lists (other benchmarks) are kept
+    release({m.name: m for m in model_dirs},
+            defaults={"image": [n for n in names if n not in NAMED_ONLY],
+                      "recipe": data_label(recipe), "corpus_hash": corpus.content_hash},
+            holdout=Holdout("shipped-holdout", corpus, picked))
 
 
 # the shipped models, primary first: the fusion of the three detectors after it; recon-vae

@@ -176,7 +176,7 @@ def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_p
     to the members by name (no second copy of their weights in the package)."""
     from conftest import TINY_RECIPE
 
-    from detect.cli import _reship_fusion
+    from detect.release import release
 
     out = tmp_path / "qs"
     unmask("quickstart", "--recipe", TINY_RECIPE, "--out", out, "--target-fpr", "0.05",
@@ -191,15 +191,33 @@ def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_p
     shipped = tmp_path / "models"
     for n in ("spectrum-test", "npr-test"):
         shutil.copytree(out / "models" / n, shipped / n)
-    _reship_fusion(out / "models" / "fusion-test", shipped / "fusion-test", shipped)
+    release({"fusion-test": out / "models" / "fusion-test"}, defaults={"image": ["fusion-test"]},
+            dest=shipped)
     assert sorted(p.name for p in (shipped / "fusion-test").iterdir()) == \
         ["config.json", "weights.safetensors"]
     again = json.loads((shipped / "fusion-test" / "config.json").read_text())
     assert again["state"]["members"] == ["spectrum-test", "npr-test"]
+    assert json.loads((shipped / "defaults.json").read_text())["image"] == ["fusion-test"]
+    # one release of the members and their fusion together, with a held-out sample
+    from detect.corpus import Corpus
+    from detect.release import Holdout, read_holdout
+
+    corpus = Corpus.open(out / "corpus")
+    picked = corpus.split("test").records[:4]
+    both = tmp_path / "release" / "models"
+    release({n: out / "models" / n for n in ("fusion-test", "spectrum-test", "npr-test")},
+            defaults={"image": ["fusion-test"]}, dest=both,
+            holdout=Holdout("shipped-holdout", corpus, picked))
+    assert json.loads((both / "fusion-test" / "config.json").read_text())["state"][
+        "members"] == ["spectrum-test", "npr-test"]
+    meta = read_holdout(tmp_path / "release" / "holdout" / "shipped-holdout")
+    assert meta["corpus_hash"] == corpus.content_hash and meta["frame_labels"] == {}
+    assert meta["labels"] == {Path(r.path).name: r.label for r in picked}
+    assert set(meta["modalities"].values()) == {"image"}
     # a member that is not the shipped one is refused rather than silently swapped
     (shipped / "npr-test" / "weights.safetensors").write_bytes(
         (shipped / "spectrum-test" / "weights.safetensors").read_bytes())
     from detect.errors import ConfigError
 
     with pytest.raises(ConfigError, match="differs from the shipped npr-test"):
-        _reship_fusion(out / "models" / "fusion-test", shipped / "fusion-test", shipped)
+        release({"fusion-test": out / "models" / "fusion-test"}, defaults={}, dest=shipped)

@@ -149,5 +149,19 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
     assert len(recs) == 2 and r.returncode == 0, r.stderr
     for rec in recs:
         res = rec["detectors"][defaults["face"][0]]
-        assert rec["decided_by"] == defaults["face"][0] and res["calibration"] == "video"
+        assert rec["decided_by"] == defaults["face"][0] and res["calibration"]["rule"] == "video"
         assert len(res["frames"]) == 16 and res["frames_with_face"] >= 12
+
+
+def test_held_out_samples_share_one_schema():
+    """Every held-out sample (image, face, text) is written by detect.release in one schema."""
+    from detect.release import read_holdout
+
+    folders = sorted((Path(__file__).parent / "data").glob("shipped-holdout*"))
+    assert len(folders) == 3
+    for d in folders:
+        meta = read_holdout(d)
+        assert set(meta["labels"]) == {p.name for p in d.iterdir()} - {"labels.json"}, d
+        assert set(meta["labels"].values()) == {0, 1}, d
+        for name in meta["frame_labels"]:
+            assert meta["modalities"][name] == "video", (d, name)
