@@ -179,7 +179,7 @@ def timeline_png(report: dict[str, Any], path: str | Path) -> Path:
             t0, t1 = (t[idx.index(i)] for i in r["stretch"])
             ax.plot([t0, t1], [r["score"], r["score"]], color="tab:purple", lw=3,
                     label=f"most suspicious stretch: mean {r['score']:+.2f} vs video threshold "
-                          f"{r['threshold']:+.2f} ({r.get('calibration', '')[:5]})")
+                          f"{r['threshold']:+.2f} ({(r.get('calibration') or {}).get('rule', '')[:5]})")
         score = "none" if r["score"] is None else f"{r['score']:+.2f}"
         ax.set_title(f"{name}: {r['verdict']} (video score {score}, {r.get('aggregate')})",
                      fontsize=9)
