@@ -7,16 +7,51 @@ sizes that take seconds.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
+# The same environment on every machine, for this process and every subprocess a test starts:
+# never the network (every model is trained here; a user's "0" would let transformers try the
+# hub), no progress bars, matplotlib's file backend whatever $DISPLAY says, UTF-8 I/O in the
+# subprocesses whatever the locale, and a local Ray instance even where RAY_ADDRESS names a
+# cluster (ray.init(address=None) would join it).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TQDM_DISABLE"] = "1"
+os.environ["MPLBACKEND"] = "Agg"
+os.environ["PYTHONUTF8"] = "1"
+os.environ.pop("RAY_ADDRESS", None)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "datasets" / "recipes" / "tiny-test.toml"
+
+
+# The fast tier (`pytest -m "not slow"`, a few minutes on 2 cores) leaves out tests marked
+# slow. A test that uses one of these session fixtures is slow whatever its own cost: the
+# fixture trains an LM (~30 s, then its corpus) or builds the face corpus with MTCNN (~30 s),
+# and one fast test asking for it would put that cost into the fast tier. tiny_corpus and
+# trained_models (~20 s together) stay fast: most scan, CLI and detector tests share them.
+SLOW_FIXTURES = frozenset({"tiny_text_lm", "tiny_text_corpus", "tiny_face_corpus", "face_model"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def require_setup(present: bool, what: str) -> None:
+    """For what scripts/setup.sh installs from Debian (chromium, the data packages). Where
+    apt-get exists setup.sh installs it, so its absence is a broken set-up and fails; on a
+    machine without apt-get setup.sh can only warn, and the test is skipped."""
+    if present:
+        return
+    if shutil.which("apt-get"):
+        pytest.fail(f"{what} is missing although apt-get exists: run scripts/setup.sh")
+    pytest.skip(f"{what} is not installed and there is no apt-get (scripts/setup.sh installs "
+                "it on Debian/Ubuntu)")
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +80,6 @@ def trained_models(tiny_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_text_lm(tmp_path_factory):
     """A 2-layer GPT-2 and its BPE tokenizer trained here in seconds, saved by save_pretrained."""
-    pytest.importorskip("transformers")
     from benchmarks.text_watermark import build_lm
 
     return build_lm(tmp_path_factory.mktemp("text-lm") / "lm", vocab_size=1024, n_layer=2,
@@ -102,7 +136,10 @@ FACE_RECIPE = REPO / "datasets" / "recipes" / "faces-tiny-test.toml"
 @pytest.fixture(scope="session")
 def tiny_face_corpus(tmp_path_factory):
     """24 LFW faces, their self-blends and swaps, and six short clips, by the real recipe."""
-    pytest.importorskip("facenet_pytorch")
+    # setup.sh installs facenet-pytorch; without it face finding would quietly fall back to the
+    # Haar cascade and build another corpus, so its absence fails here
+    import facenet_pytorch  # noqa: F401
+
     from generators.recipe import build
 
     return build(FACE_RECIPE, tmp_path_factory.mktemp("faces") / "tiny", progress=False)

@@ -14,18 +14,16 @@ import json
 import subprocess
 import sys
 
+import c2pa  # a hard dependency (c2pa-python): missing is a failure, never a skip
 import numpy as np
 import pytest
+from cryptography import x509  # the [dev] extra
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
-c2pa = pytest.importorskip("c2pa")
-
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-
-from detect.c2pa_manifest import SOURCE_TYPE_AI, read_c2pa  # noqa: E402
+from detect.c2pa_manifest import SOURCE_TYPE_AI, read_c2pa
 
 DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 _NO_USAGE = dict(content_commitment=False, key_encipherment=False, data_encipherment=False,

@@ -50,6 +50,7 @@ def test_every_family_is_registered_with_a_test_variant():
             "pretrained"} <= set(generators.names())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEST_GENERATORS)
 def test_generator_learns(name, trained, patches16):
     gen, _ = trained[name]
@@ -59,6 +60,7 @@ def test_generator_learns(name, trained, patches16):
     assert rep["fd_generated"] < rep["fd_untrained"], rep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEST_GENERATORS)
 def test_sampling_is_per_index_and_survives_save_load(name, trained):
     gen, mdir = trained[name]
@@ -78,7 +80,8 @@ def test_sampling_is_per_index_and_survives_save_load(name, trained):
     assert prov.params["family"] == gen.family
 
 
-@pytest.mark.parametrize("name", ["vae-test", "gan-upsample-test"])
+@pytest.mark.parametrize("name", [pytest.param("vae-test", marks=pytest.mark.slow),  # ~15 s
+                                  "gan-upsample-test"])
 def test_interrupted_training_resumes_bit_identically(name, patches16, tmp_path):
     full = generators.create(name, steps=16, checkpoint_every=8)
     full.fit(patches16, workdir=tmp_path / "full", progress=False)
@@ -195,6 +198,7 @@ def test_pretrained_text_to_image_pipeline_from_a_folder(tiny_pipelines, tmp_pat
         generators.create("pretrained", model=str(tmp_path / "nope")).prepare()
 
 
+@pytest.mark.slow
 def test_pretrained_unconditional_pipeline_in_a_recipe(tiny_pipelines, tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'''
@@ -229,10 +233,11 @@ batch_size = 2
 
 # -- real sources ---------------------------------------------------------------------------------
 def test_fashion_mnist_source(monkeypatch, tmp_path):
+    from conftest import require_setup
+
     import generators.sources as src
 
-    if not src.FASHION_MNIST.is_dir():
-        pytest.skip("Debian dataset-fashion-mnist not installed (scripts/setup.sh installs it)")
+    require_setup(src.FASHION_MNIST.is_dir(), "Debian's dataset-fashion-mnist")
     ph = photos("fashion-mnist", limit=40)
     assert len(ph) == 40 and ph[0].pixels.shape == (28, 28, 3)
     assert ph[0].name == "fashion-mnist:train:0"
@@ -258,6 +263,7 @@ def test_folder_source_takes_any_size_and_format(tmp_path, capsys):
 
 
 # -- recipe features ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_postprocess_applies_to_both_classes_and_held_out_family_is_test_only(tmp_path):
     from conftest import TINY_RECIPE
 
@@ -291,6 +297,7 @@ def test_postprocess_applies_to_both_classes_and_held_out_family_is_test_only(tm
         build(bad, tmp_path / "x", progress=False)
 
 
+@pytest.mark.slow
 def test_train_generator_command(tmp_path):
     bin_ = Path(sys.executable).parent / "unmask"
     cmd = [str(bin_)] if bin_.exists() else [sys.executable, "-m", "detect.cli"]
@@ -306,6 +313,7 @@ def test_train_generator_command(tmp_path):
     assert load_generator(tmp_path / "g" / "model").name == "gan-upsample-test"
 
 
+@pytest.mark.slow
 def test_diffusion_samplers_share_one_trained_model(trained):
     """DDIM and DPM-Solver++ both run deterministically on the same trained UNet."""
     gen, mdir = trained["diffusion-test"]
@@ -320,6 +328,7 @@ def test_diffusion_samplers_share_one_trained_model(trained):
     assert saturated < 0.3, saturated
 
 
+@pytest.mark.slow
 def test_broken_generator_folders_are_refused(trained, tmp_path):
     import shutil
 
@@ -338,6 +347,7 @@ def test_broken_generator_folders_are_refused(trained, tmp_path):
         load_generator(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEST_GENERATORS)
 def test_resumed_generation_makes_the_same_bytes(name, trained):
     """A build interrupted after any item regenerates the rest bit for bit."""

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import require_setup
 from PIL import Image
 
 from detect.cli import main
@@ -19,8 +19,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _render(html: Path, tmp_path: Path) -> tuple[str, np.ndarray]:
     """The DOM chromium built from the file, and its screenshot as an array."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/setup.sh installs it)")
+    require_setup(CHROMIUM is not None, "chromium (headless, to render the reports)")
     common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*common, "--dump-dom", html.as_uri()], capture_output=True,
@@ -69,8 +68,8 @@ def test_video_report_has_timeline_and_frames(face_model, tiny_face_corpus, tmp_
 def test_text_report_highlights_sentences(tmp_path, capsys):
     from detect.scan import shipped_models
 
-    if "lm-fastdetect" not in shipped_models():
-        pytest.skip("the shipped text models are missing")
+    # the shipped text models are in the repository (test_shipped checks them): never a skip
+    assert "lm-fastdetect" in shipped_models()
     doc = tmp_path / "essay.txt"
     doc.write_text("The committee met on Tuesday to review the budget. Several members asked "
                    "why the maintenance costs had risen so quickly over the last two years. "

@@ -8,16 +8,13 @@ import time
 import urllib.error
 import urllib.request
 
+import fastapi  # noqa: F401  (the [serve] extra, installed by setup.sh: missing is a failure)
 import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+import uvicorn
 
 
 @pytest.fixture(scope="module")
 def server(trained_models, tiny_corpus):
-    import uvicorn
-
     from detect.media import Limits
     from detect.scan import load_detectors
     from detect.serve import create_app
@@ -27,9 +24,10 @@ def server(trained_models, tiny_corpus):
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
-    for _ in range(200):
-        if srv.started:
-            break
+    deadline = time.monotonic() + 120  # a generous bound: a loaded machine may start slowly
+    while not srv.started:
+        assert t.is_alive(), "uvicorn's thread ended before the server started"
+        assert time.monotonic() < deadline, "the server did not start within 120 s"
         time.sleep(0.05)
     port = srv.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
 
-pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
-from benchmarks.metrics import auroc  # noqa: E402
-from detect.detectors.base import load_detector  # noqa: E402
-from detect.registry import detectors  # noqa: E402
-from detect.text.base import bucket_of, count_tokens  # noqa: E402
-from detect.text.lm import LMScorer, statistic  # noqa: E402
+from benchmarks.metrics import auroc
+from detect.detectors.base import load_detector
+from detect.registry import detectors
+from detect.text.base import bucket_of, count_tokens
+from detect.text.lm import LMScorer, statistic
 
 SINGLE = ["likelihood", "logrank", "entropy", "lrr", "gltr", "fastdetect"]
 
@@ -87,11 +86,22 @@ def test_fastdetect_terms_match_a_direct_computation(tiny_text_lm):
     p = lp.exp()
     mu = (p * lp).sum(-1).numpy()
     var = ((p * lp**2).sum(-1) - (p * lp).sum(-1) ** 2).numpy()
-    rank = (lp > lp[torch.arange(len(tgt)), tgt][:, None]).sum(-1).numpy() + 1
     np.testing.assert_allclose(ts.logp, logp, atol=1e-4)
     np.testing.assert_allclose(ts.mu, mu, atol=1e-4)
     np.testing.assert_allclose(ts.var, var, atol=1e-3)
-    np.testing.assert_array_equal(ts.rank, rank)
+    # rank = 1 + how many tokens score above the target. The scorer compares float32 log-probs,
+    # this direct pass float64 ones, so a token within rounding of the target (the same 1e-4 as
+    # logp above) may fall on either side, depending on the CPU's kernels and on the weights
+    # this session trained. The rank is exact wherever no such near-tie exists, and never
+    # outside the counts with and without the near-ties.
+    tol = 1e-4
+    target = lp[torch.arange(len(tgt)), tgt][:, None]
+    rank_lo = (lp > target + tol).sum(-1).numpy() + 1
+    rank_hi = (lp > target - tol).sum(-1).numpy()  # the target itself stands in for the + 1
+    assert np.all((rank_lo <= ts.rank) & (ts.rank <= rank_hi)), (ts.rank, rank_lo, rank_hi)
+    exact = rank_lo == rank_hi
+    assert exact.mean() > 0.5  # the bound is not vacuous: most tokens have no near-tie
+    np.testing.assert_array_equal(ts.rank[exact], rank_lo[exact])
     want = (logp.sum() - mu.sum()) / np.sqrt(var.sum())
     assert statistic(ts, "fastdetect") == pytest.approx(want, rel=1e-3)
 

@@ -15,23 +15,22 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+import torch
+import transformers  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from detect.corpus import Corpus, CorpusWriter  # noqa: E402
-from detect.errors import ConfigError, ModelError  # noqa: E402
-from detect.registry import generators  # noqa: E402
-from detect.watermark.text import TextWatermarkKey, verify_text  # noqa: E402
-from generators.recipe import build, load_recipe  # noqa: E402
-from generators.text import sources  # noqa: E402
-from generators.text.lm import (  # noqa: E402
+from detect.corpus import Corpus, CorpusWriter
+from detect.errors import ConfigError, ModelError
+from detect.registry import generators
+from detect.watermark.text import TextWatermarkKey, verify_text
+from generators.recipe import build, load_recipe
+from generators.text import sources
+from generators.text.lm import (
     CausalLM,
     PretrainedCausalLM,
     load_text_generator,
     sampling_config,
 )
-from generators.text.sources import documents, split_documents  # noqa: E402
+from generators.text.sources import documents, split_documents
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TEXT = REPO / "datasets" / "recipes" / "text-tiny-test.toml"
@@ -47,6 +46,7 @@ def _one_thread():
 
 
 # -- human documents ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_pydoc_and_docstring_documents_record_their_source():
     for src in ("pydoc", "docstrings"):
         docs = documents(src)
@@ -61,13 +61,17 @@ def test_pydoc_and_docstring_documents_record_their_source():
 
 
 def test_jargon_source_or_a_clear_error(monkeypatch, tmp_path):
-    if sources.JARGON.is_file():
+    from conftest import require_setup
+
+    present = sources.JARGON.is_file()
+    if present:
         docs = documents("jargon")
         assert len(docs) > 100 and all(d.source == "jargon" for d in docs)
         assert not any(d.text.lstrip().startswith(":") for d in docs)  # headword lines dropped
     monkeypatch.setattr(sources, "JARGON", tmp_path / "missing.txt.gz")
     with pytest.raises(ConfigError, match="jargon-text"):
         documents("jargon")
+    require_setup(present, "Debian's jargon-text")  # the error is tested above either way
 
 
 def test_folder_source(tmp_path, capsys):
@@ -178,8 +182,15 @@ def test_generation_depends_only_on_seed_and_index(tiny_lm, pydoc_docs):
     batched = lm.generate(prompts, sampling=samp, seed=3, max_new_tokens=20, batch_size=4)
     backwards = lm.generate(prompts[::-1], sampling=samp, seed=3, max_new_tokens=20,
                             indices=range(5, -1, -1))
-    assert [s.content for s in alone] == [s.content for s in batched]
     assert [s.content for s in alone] == [s.content for s in backwards[::-1]]
+    # a batch draws from the same per-index streams, but its float arithmetic may differ from
+    # a single prompt's in the last bit and, rarely, flip a token from there on (how rarely
+    # depends on the CPU's kernels: CausalLM.generate's docstring); one in six may differ
+    same = sum(a.content == b.content for a, b in zip(alone, batched, strict=True))
+    assert same >= len(alone) - 1, [(a.content, b.content) for a, b in zip(alone, batched,
+                                                                            strict=True)]
+    assert all(b.content.startswith(lm.decode(p)) for b, p in zip(batched, prompts,
+                                                                     strict=True))
     other = lm.generate(prompts, sampling=samp, seed=4, max_new_tokens=20)
     assert [s.content for s in other] != [s.content for s in alone]
     assert all(s.content.startswith(lm.decode(p)) for s, p in zip(alone, prompts, strict=True))
@@ -392,6 +403,7 @@ def test_text_recipe_errors_are_clear(tmp_path):
         build(bad, tmp_path / "c", progress=False)
 
 
+@pytest.mark.slow
 def test_train_generator_command_trains_a_text_lm(tmp_path):
     bin_ = Path(sys.executable).parent / "unmask"
     cmd = [str(bin_)] if bin_.exists() else [sys.executable, "-m", "detect.cli"]

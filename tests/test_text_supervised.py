@@ -9,17 +9,16 @@ import shutil
 
 import numpy as np
 import pytest
+import sklearn  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
+import torch
+import transformers  # noqa: F401
 
-pytest.importorskip("sklearn")
-pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
-from benchmarks.metrics import auroc  # noqa: E402
-from detect.detectors.base import load_detector  # noqa: E402
-from detect.errors import ConfigError  # noqa: E402
-from detect.registry import detectors  # noqa: E402
-from detect.text.base import count_tokens  # noqa: E402
-from detect.text.supervised import TfidfDetector, TransformerClassifier, window_starts  # noqa: E402
+from benchmarks.metrics import auroc
+from detect.detectors.base import load_detector
+from detect.errors import ConfigError
+from detect.registry import detectors
+from detect.text.base import count_tokens
+from detect.text.supervised import TfidfDetector, TransformerClassifier, window_starts
 
 # fitted name -> (registry name, overrides needing the session LM, lowest acceptable AUROC).
 # Measured on the test split (72 texts): ~0.92 / ~0.93 / ~0.91 / ~0.97.

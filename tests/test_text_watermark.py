@@ -16,18 +16,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
+import transformers  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
 
-pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
-from benchmarks.text_watermark import (  # noqa: E402
-    build_lm,
+from benchmarks.text_watermark import (
     generate_ids,
     split_paragraphs,
     train_tokenizer,
 )
-from detect.errors import ConfigError  # noqa: E402
-from detect.watermark.text import (  # noqa: E402
+from detect.errors import ConfigError
+from detect.watermark.text import (
     KEY_SCHEMA,
     KeyMismatchWarning,
     TextWatermarkKey,
@@ -47,12 +45,12 @@ N_NEW = 100
 
 
 @pytest.fixture(scope="session")
-def lm(tmp_path_factory):
-    """Tiny trained GPT-2 + its tokenizer, loaded from disk by path; held-out human prose."""
+def lm(tiny_text_lm):
+    """Tiny trained GPT-2 + its tokenizer (conftest's tiny_text_lm, built by ``build_lm``),
+    loaded from disk by path; held-out human prose."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = build_lm(tmp_path_factory.mktemp("text-lm") / "lm", vocab_size=1024, n_layer=2,
-                    n_embd=64, n_head=2, steps=300, block=64, batch=16, seed=0)
+    path = tiny_text_lm
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     _, held = split_paragraphs()
