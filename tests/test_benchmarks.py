@@ -33,6 +33,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return r
 
 
+@pytest.mark.slow
 def test_leave_one_family_out(two_family_corpus, tmp_path):
     out = tmp_path / "lofo"
     run("benchmarks/lofo.py", "--corpus", str(two_family_corpus.root), "--out", str(out),

@@ -74,6 +74,7 @@ def test_dcgan_learns_and_samples_deterministically(skimage_patches, tmp_path):
     assert sample.provenance.generator == "dcgan-test" and sample.label == 1
 
 
+@pytest.mark.slow
 def test_dcgan_training_resumes_from_checkpoint(skimage_patches, tmp_path):
     """An interrupted run continued later ends with exactly the weights of an unbroken run."""
     full = generators.create("dcgan-test", steps=40, checkpoint_every=20)
@@ -92,6 +93,7 @@ def test_dcgan_training_resumes_from_checkpoint(skimage_patches, tmp_path):
             skimage_patches, workdir=tmp_path / "part", progress=False)
 
 
+@pytest.mark.slow
 def test_same_recipe_and_seed_give_same_hash(tiny_corpus, tmp_path):
     again = build(TINY_RECIPE, tmp_path / "again", progress=False)
     assert again.content_hash == tiny_corpus.content_hash

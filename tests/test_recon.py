@@ -34,6 +34,7 @@ def test_vae_reconstructs_real_patches_better_than_noise(trained_models, tiny_co
     assert np.median(err_real) < np.median(err_noise) - 1.0
 
 
+@pytest.mark.slow
 def test_diffusion_reconstructor_gives_one_feature_per_timestep(tiny_corpus, tmp_path):
     det = detectors.create("recon-test", reconstructor="train:diffusion-test",
                            timesteps=[50, 300], max_train=300)
@@ -46,6 +47,7 @@ def test_diffusion_reconstructor_gives_one_feature_per_timestep(tiny_corpus, tmp
     np.testing.assert_allclose(again.score(test.items[:8]), scores[:8], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_white_box_reconstructor_from_a_saved_generator(tiny_corpus, tmp_path):
     gen = generators.create("vae-test", steps=30, seed=5)
     real = np.stack([it.content for it in tiny_corpus.split("train").filter(
@@ -76,6 +78,7 @@ def test_load_names_a_missing_reconstructor(trained_models, tmp_path):
         load_detector(bad)
 
 
+@pytest.mark.slow
 def test_train_scan_and_inspect_from_the_command_line(tiny_corpus, tmp_path):
     """As a user runs it: train a recon detector, scan with it, see its heat map."""
     import json
