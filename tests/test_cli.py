@@ -128,6 +128,7 @@ def test_scan_stdin_and_output_file(upload_folder, trained_models, tmp_path):
     assert len(records(out.read_bytes())) == 2
 
 
+@pytest.mark.slow
 def test_inspect_gives_every_detector_and_a_heat_map(upload_folder, trained_models):
     models = [trained_models["spectrum-test"], trained_models["cnn-test"]]
     r = unmask("inspect", upload_folder / "big.jpg", "-m", models[0], "-m", models[1],
@@ -148,6 +149,7 @@ def test_inspect_gives_every_detector_and_a_heat_map(upload_folder, trained_mode
     assert b"truncated" in r.stderr and b"Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_generate_train_bench_from_the_command_line(tmp_path):
     from conftest import TINY_RECIPE
 
@@ -171,6 +173,7 @@ def test_generate_train_bench_from_the_command_line(tmp_path):
     assert (tmp_path / "b" / "leaderboard.md").read_text().startswith("# Leaderboard")
 
 
+@pytest.mark.slow
 def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_path):
     """A fusion listed first still trains last, over this run's members; shipping it refers
     to the members by name (no second copy of their weights in the package)."""

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from detect.registry import detectors
@@ -57,6 +58,7 @@ def test_default_models_still_separate_their_held_out_sample():
         assert flagged_real <= 0.1, (det.name, flagged_real)
 
 
+@pytest.mark.slow
 def test_scan_works_right_after_install(tmp_path):
     from skimage import data
 
@@ -78,6 +80,7 @@ def test_scan_works_right_after_install(tmp_path):
         assert rec["detectors"][defaults["face"][0]]["n_faces"] == 1
 
 
+@pytest.mark.slow
 def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
     """recon-vae ships (it has to be trained for ten minutes) but is not in the default scan:
     on the quickstart corpus it is weak (bench AUROC 0.69) and slow. Named, it works."""
@@ -98,6 +101,7 @@ def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
         assert np.all(np.isfinite(scores)) and auroc(labels, scores) > 0.55, det.name
 
 
+@pytest.mark.slow
 def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
     """Test-split texts of the corpus the text defaults were trained on (sampling configs and
     LMs the recipe did not hold out: the held-out ones are the benchmark's, where these
@@ -125,6 +129,7 @@ def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
     assert set(defaults["text"]) <= set(rec["detectors"])
 
 
+@pytest.mark.slow
 def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
     """Test-split face crops of the corpus the face default was trained on (real faces and
     self-blends of people it never saw) and two test clips, saved when it was shipped."""

@@ -179,6 +179,7 @@ def test_small_images_and_bad_payloads(photos):
         corrected_alpha(0, 1)
 
 
+@pytest.mark.slow
 def test_watermark_cli_embed_verify_catalog(tmp_path, photos):
     src = tmp_path / "photo.png"
     Image.fromarray(_crop(photos[1], 300, 420)).save(src)
@@ -208,6 +209,7 @@ def test_watermark_cli_embed_verify_catalog(tmp_path, photos):
     assert {json.loads(x)["name"] for x in r.stdout.splitlines()} == set(wi.CATALOG)
 
 
+@pytest.mark.slow
 def test_scan_and_inspect_report_watermarks_and_c2pa(tmp_path, photos, trained_models):
     model = trained_models["cnn-test"]
     img = _crop(photos[2], 320, 320)
