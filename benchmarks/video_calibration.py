@@ -62,6 +62,7 @@ def clip_scores(det: Any, corpus: Any, cache: Path) -> dict[str, float]:
     """Record id -> the model's video score (NaN: no face in any sampled frame), resumable."""
     from tqdm.auto import tqdm
 
+    t0 = time.time()
     done: dict[str, float] = {}
     if cache.is_file():
         for line in cache.read_text().splitlines():
@@ -79,6 +80,8 @@ def clip_scores(det: Any, corpus: Any, cache: Path) -> dict[str, float]:
             fh.write(json.dumps({"id": r.id, "score": s if np.isfinite(s) else None}) + "\n")
             fh.flush()
             bar.update(1)
+    log(f"scored {len(clips)} clips in {time.time() - t0:.0f} s ({len(done) - len(clips)} "
+        f"from {cache})")
     return done
 
 
@@ -140,7 +143,10 @@ def markdown(res: dict[str, Any]) -> str:
               "Limits: every clip, calib and test, is filmed over the same few photographs "
               "(other camera paths, zooms and forgeries), so the realised FPR is measured in "
               "distribution; it says nothing about other people or real footage.", "",
-              f"Machine: {res['machine']}. Took {res['seconds']} s. Command: `{COMMAND}`.", "",
+              f"Machine: {res['machine']}. This run took {res['seconds']} s (clip scores are "
+              "cached in WORK/clip-scores.jsonl; scoring all 1,700 clips from nothing took "
+              "24 min with one torch thread on a loaded 2-core machine, 1.2 clips/s). "
+              f"Command: `{COMMAND}`.", "",
               "![video scores](scores.png)", ""]
     return "\n".join(lines)
 
@@ -212,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
          "recipe": "datasets/recipes/faces-video-calib.toml", "n_clips": len(calib)})
     res = evaluate(new, old, scores, corpus)
     res.update(model=new.name, aggregate=new.aggregate, machine=machine(),
-               seconds=round(time.time() - t0), new_rule=realised(new.video_calibration_,
-                                                                  *res["_scores"]),
+               seconds=round(time.time() - t0),
+               new_rule=realised(new.video_calibration_, *res["_scores"][::-1]),
                corpus={"name": corpus.header["name"], "seed": corpus.header["seed"],
                        "content_hash": corpus.content_hash, "calib_clips": len(calib),
                        "scenes": corpus.header.get("video", {}).get("scenes", [])})

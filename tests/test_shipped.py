@@ -75,9 +75,16 @@ def test_scan_works_right_after_install(tmp_path):
     assert rec["error"] is None
     assert set(rec["detectors"]) == set(defaults.get("face", []) + defaults["image"])
     assert rec["verdict"] in {"real", "uncertain", "synthetic"}
-    if defaults.get("face"):  # the astronaut has a face: the face detector decides
-        assert rec["decided_by"] == defaults["face"][0]
-        assert rec["detectors"][defaults["face"][0]]["n_faces"] == 1
+    # the astronaut has a face: the face detector decides, unless its rule cannot hold the
+    # target FPR; then the first detector whose rule can decides (and the record says so)
+    first = next((n for n in [*defaults.get("face", []), *defaults["image"]]
+                  if rec["detectors"][n].get("decides", True)), None)
+    assert rec["decided_by"] == (first or (defaults.get("face") or defaults["image"])[0])
+    assert rec["calibration"] == rec["detectors"][rec["decided_by"]]["calibration"]
+    if defaults.get("face"):
+        face = rec["detectors"][defaults["face"][0]]
+        assert face["n_faces"] == 1
+        assert face.get("decides", True) or "real samples" in face["reason"]
 
 
 @pytest.mark.slow
@@ -159,11 +166,12 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
 
 
 def test_held_out_samples_share_one_schema():
-    """Every held-out sample (image, face, text) is written by detect.release in one schema."""
+    """Every held-out sample (image, face, text, video-rule clips) is written by
+    detect.release in one schema."""
     from detect.release import read_holdout
 
     folders = sorted((Path(__file__).parent / "data").glob("shipped-holdout*"))
-    assert len(folders) == 3
+    assert len(folders) == 4
     for d in folders:
         meta = read_holdout(d)
         assert set(meta["labels"]) == {p.name for p in d.iterdir()} - {"labels.json"}, d
