@@ -537,12 +537,12 @@ def cmd_watermark_embed(a: argparse.Namespace) -> int:
         raise ConfigError(f"{a.input}: is {item.modality}, not an image (text watermarks are "
                           "embedded during generation: see `unmask watermark keygen`)")
     bits = _user_payload(a)
-    scheme, order = a.scheme, a.channel_order
+    scheme, order, pixels = a.scheme, a.channel_order, a.pixels
     if a.catalog:
         if bits is not None:
             raise ConfigError("give either --catalog or a payload (--bits/--bytes/--hex)")
         pl = catalog_payloads([a.catalog])[0]
-        bits, scheme, order = pl.bits, pl.scheme, pl.channel_order
+        bits, scheme, order, pixels = pl.bits, pl.scheme, pl.channel_order, pl.pixels
     if bits is None:
         raise ConfigError(f"no payload: give --bits, --bytes, --hex or --catalog "
                           f"({', '.join(CATALOG)})")
@@ -550,11 +550,11 @@ def cmd_watermark_embed(a: argparse.Namespace) -> int:
     if out.suffix.lower() in (".jpg", ".jpeg") and not a.allow_lossy:
         raise ConfigError(f"{out}: JPEG would damage the mark before anyone reads it; write "
                           "PNG (or pass --allow-lossy to measure exactly that)")
-    marked = embed(item.content, bits, scheme, channel_order=order)
+    marked = embed(item.content, bits, scheme, channel_order=order, pixels=pixels)
     Image.fromarray(marked).save(out)
     rec = {"schema": "unmask.watermark-embed/1", "input": item.path, "output": str(out),
            "scheme": scheme, "n_bits": len(bits), "bits": "".join(map(str, bits)),
-           "channel_order": order, "psnr_db": _psnr(item.content, marked)}
+           "channel_order": order, "pixels": pixels, "psnr_db": _psnr(item.content, marked)}
     print(json.dumps(rec))
     return 0
 
@@ -575,8 +575,8 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
 
     text_keys = load_text_keys(a.wm_key)
     bits = _user_payload(a)
-    payloads = user_payloads(bits, a.scheme or None, tuple(a.channel_order or ["bgr"])) \
-        if bits is not None else None
+    payloads = user_payloads(bits, a.scheme or None, tuple(a.channel_order or ["bgr"]),
+                             tuple(a.pixels or ["uint8"])) if bits is not None else None
     if a.catalog or payloads is None:
         payloads = catalog_payloads(a.catalog) + (payloads or [])
     fpr = a.target_fpr or DEFAULT_TARGET_FPR
@@ -672,7 +672,7 @@ def _payload_args(s: argparse.ArgumentParser) -> None:
 
 
 def _watermark_parser(sub: Any) -> None:
-    from .watermark.image import CATALOG, DECODERS, SCHEMES
+    from .watermark.image import CATALOG, DECODERS, DEFAULT_DECODER, PIXELS, SCHEMES
 
     w = sub.add_parser("watermark", help="embed or verify invisible watermarks")
     wsub = w.add_subparsers(dest="wm_command", required=True, metavar="ACTION")
@@ -686,10 +686,16 @@ def _watermark_parser(sub: Any) -> None:
                    "rivaGan for 32 bits)")
     s.add_argument("--channel-order", action="append", choices=["bgr", "rgb"],
                    help="also try an embedder that passed RGB as BGR (repeat; default bgr)")
+    s.add_argument("--pixels", action="append", choices=PIXELS,
+                   help="pixels your embedder handed invisible-watermark: uint8, or float "
+                   "(0..255 floats, as diffusers' SDXL does) (repeat; default uint8)")
     s.add_argument("--catalog", action="append", choices=list(CATALOG),
                    help="check these public payloads (default: all, unless a payload is given)")
-    s.add_argument("--decoder", choices=DECODERS, default="fast",
-                   help="fast (bit-identical to invisible-watermark), reference, or soft")
+    s.add_argument("--decoder", choices=[*DECODERS, "fast"], default=DEFAULT_DECODER,
+                   help="soft (default: each block weighted by its distance from the "
+                   "quantiser boundary; the hard bits are reported beside it), hard "
+                   "(bit-identical to invisible-watermark; 'fast' is its old name), or "
+                   "reference (invisible-watermark itself)")
     s.add_argument("--target-fpr", type=float, default=None,
                    help="false-positive rate per file over all payloads tried (default 1e-6)")
     s.add_argument("--wm-key", action="append", default=[], metavar="KEY.json",
@@ -704,6 +710,8 @@ def _watermark_parser(sub: Any) -> None:
                    help="embed a public payload the way its generator does")
     s.add_argument("--scheme", choices=SCHEMES, default="dwtDct")
     s.add_argument("--channel-order", choices=["bgr", "rgb"], default="bgr")
+    s.add_argument("--pixels", choices=PIXELS, default="uint8",
+                   help="hand invisible-watermark 8-bit or float pixels (--catalog sets it)")
     s.add_argument("--allow-lossy", action="store_true", help="allow a JPEG output")
     s.set_defaults(func=cmd_watermark_embed)
 

@@ -29,9 +29,11 @@ def load_text_keys(paths: Sequence[str | Path | Any]) -> list[Any]:
 
 def check_item(item: Any, *, target_fpr: float = DEFAULT_TARGET_FPR,
                payloads: Sequence[Any] | None = None, text_keys: Sequence[Any] = (),
-               decoder: str = "fast") -> list[WatermarkResult]:
+               decoder: str = "soft") -> list[WatermarkResult]:
     """Every applicable check; the FPR holds for the item as a whole (corrected for the
-    number of payloads or keys tried). ``text_keys`` are key file paths or loaded keys."""
+    number of payloads or keys tried). ``text_keys`` are key file paths or loaded keys.
+    Images are decided by the soft decoder unless ``decoder`` says otherwise ("hard":
+    invisible-watermark's bits); soft results keep the hard bits' accuracy and p-value."""
     if item.modality == "image":
         from .image import verify_image
 
@@ -52,7 +54,10 @@ def compact(results: Sequence[WatermarkResult]) -> list[dict[str, Any]]:
     for r in results:
         d = {"scheme": r.scheme, "payload": r.payload, "status": r.status,
              "p_value": r.p_value, "alpha": r.alpha}
-        for k in ("bit_accuracy", "tokens_scored", "green_fraction", "mean", "z"):
+        if r.kind == "image" and "decoder" in r.details:
+            d["decoder"] = r.details["decoder"]
+        for k in ("bit_accuracy", "hard_bit_accuracy", "hard_p_value", "tokens_scored",
+                  "green_fraction", "mean", "z"):
             if k in r.statistic:
                 d[k] = r.statistic[k]
         out.append(d)

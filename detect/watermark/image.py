@@ -8,17 +8,27 @@ test conditioned on the number of ones decoded (see ``conditional_p_value``): un
 decode far from fair coins.
 
 Decoders (``decoder=``):
-- ``"fast"`` (default) — the same decisions as imwatermark's, block for block, from whole-array
-  numpy: the Haar approximation band is computed with pywt's exact floating-point order (so
-  values that sit exactly on a quantiser boundary fall the same way), dwtDctSvd's top singular
-  value comes from vectorised power iteration, and the few blocks whose value lies too close
-  to a boundary to be sure are recomputed exactly as imwatermark does.
+- ``"soft"`` (the default of every verification) — each block votes with its distance from the
+  quantiser's decision boundary (``-sin`` of its phase) instead of a hard 0/1, so blocks that
+  rounding or an attack pushed near the boundary count little; a bit is the sign of its votes'
+  mean. Same embedding, more bits recovered. The hard bits of the same blocks are kept in the
+  result (``details.hard_bits``, ``statistic.hard_*``).
+- ``"hard"`` (alias ``"fast"``) — the same decisions as imwatermark's, block for block, from
+  whole-array numpy: the Haar approximation band is computed with pywt's exact floating-point
+  order (so values that sit exactly on a quantiser boundary fall the same way), dwtDctSvd's top
+  singular value comes from vectorised power iteration, and the few blocks whose value lies too
+  close to a boundary to be sure are recomputed exactly as imwatermark does.
 - ``"reference"`` — imwatermark's own decoder, for comparison.
-- ``"soft"`` — unmask's own: each block votes with its distance from the quantiser's decision
-  boundary (``-sin`` of its phase) instead of a hard 0/1, so blocks that an attack pushed near
-  the boundary count little. Same embedding, more bits recovered after JPEG and noise.
 - rivaGan (a learned encoder/decoder, 32-bit payloads) always runs through imwatermark's ONNX
   models; its soft outputs are kept.
+
+Pixels (``Payload.pixels``): imwatermark converts whatever array it is given to YUV with
+OpenCV, whose chroma offset is 128 for 8-bit input but 0.5 for float input. diffusers'
+``StableDiffusionXLWatermarker`` and Stability's generative-models pass float32 pixels in
+[0, 255], so SDXL's mark sits in chroma centred on ~0; dwtDct quantises the raw Haar values
+(not DCT coefficients: no DC term is removed), so the offset changes which value carries the
+bit and its phase. Reading an SDXL image as 8-bit pixels inverts the bits of warm-coloured
+blocks. ``pixels="float"`` reads the way the embedder saw the image.
 """
 
 from __future__ import annotations
@@ -32,7 +42,10 @@ from ..errors import ConfigError, InputError
 from . import DEFAULT_TARGET_FPR, WatermarkResult, binomial_sf, decide
 
 SCHEMES = ("dwtDct", "dwtDctSvd", "rivaGan")
-DECODERS = ("fast", "reference", "soft")
+DECODERS = ("soft", "hard", "reference")
+DEFAULT_DECODER = "soft"
+_DECODER_ALIASES = {"fast": "hard"}  # the hard decoder's name before soft became the default
+PIXELS = ("uint8", "float")  # what the embedder handed imwatermark (see the module docstring)
 # imwatermark's defaults: (Y, U, V) quantiser steps; its channel loop visits only Y and U
 DEFAULT_SCALES = {"dwtDct": (0, 36, 36), "dwtDctSvd": (0, 36, 0)}
 BLOCK = 4
@@ -44,15 +57,25 @@ def _bits_of(data: bytes) -> tuple[int, ...]:
     return tuple(int(b) for b in np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
 
 
+def check_decoder(decoder: str) -> str:
+    """The decoder's canonical name ("fast" is the hard decoder's old name)."""
+    d = _DECODER_ALIASES.get(decoder, decoder)
+    if d not in DECODERS:
+        raise ConfigError(f"unknown decoder {decoder!r} (known: {', '.join(DECODERS)})")
+    return d
+
+
 @dataclass(frozen=True)
 class Payload:
-    """A known watermark: the bits, the scheme, and how the embedder ordered the channels."""
+    """A known watermark: the bits, the scheme, and what pixels the embedder handed
+    imwatermark (channel order; 8-bit or float values)."""
 
     name: str
     scheme: str
     bits: tuple[int, ...]
     channel_order: str = "bgr"  # "rgb": the embedder passed RGB pixels where BGR was expected
     source: str = ""
+    pixels: str = "uint8"  # "float": float32 in [0, 255] (diffusers' and Stability's SDXL)
 
     @property
     def n_bits(self) -> int:
@@ -61,7 +84,7 @@ class Payload:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "scheme": self.scheme, "n_bits": self.n_bits,
                 "bits": "".join(map(str, self.bits)), "channel_order": self.channel_order,
-                "source": self.source}
+                "pixels": self.pixels, "source": self.source}
 
 
 _SDXL_BITS = tuple(int(b) for b in bin(0b101100111110110010010000011110111011000110011110)[2:])
@@ -72,12 +95,16 @@ CATALOG: dict[str, Payload] = {p.name: p for p in (
             source="CompVis stable-diffusion scripts/txt2img.py: bytes 'StableDiffusionV1'"),
     Payload("sd-v2", "dwtDct", _bits_of(b"SDV2"),
             source="Stability-AI stablediffusion scripts/txt2img.py: bytes 'SDV2'"),
-    Payload("sdxl", "dwtDct", _SDXL_BITS,
-            source="Stability-AI generative-models and diffusers StableDiffusionXLWatermarker: "
-                   "48-bit WATERMARK_MESSAGE"),
-    Payload("sdxl-rgb", "dwtDct", _SDXL_BITS, channel_order="rgb",
-            source="early diffusers SDXL releases embedded the same 48 bits into RGB pixels "
-                   "passed as BGR"),
+    Payload("sdxl", "dwtDct", _SDXL_BITS, pixels="float",
+            source="diffusers StableDiffusionXLWatermarker and Stability-AI generative-models: "
+                   "48-bit WATERMARK_MESSAGE embedded into float32 BGR pixels in [0, 255]"),
+    Payload("sdxl-rgb", "dwtDct", _SDXL_BITS, channel_order="rgb", pixels="float",
+            source="early diffusers SDXL releases embedded the same 48 bits into float RGB "
+                   "pixels passed as BGR"),
+    Payload("sdxl-8bit", "dwtDct", _SDXL_BITS,
+            source="the same 48 bits embedded into 8-bit pixels (invisible-watermark's own "
+                   "command line; `unmask watermark embed --catalog sdxl` before it embedded "
+                   "as diffusers does); a float-embedded SDXL mark sometimes reads better so"),
 )}
 
 
@@ -110,26 +137,32 @@ def _check_scheme(scheme: str) -> None:
         raise ConfigError(f"unknown watermark scheme {scheme!r} (known: {', '.join(SCHEMES)})")
 
 
-def _check_rgb(rgb: np.ndarray, channel_order: str) -> None:
+def _check_rgb(rgb: np.ndarray, channel_order: str, pixels: str = "uint8") -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ConfigError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
     if channel_order not in ("bgr", "rgb"):
         raise ConfigError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if pixels not in PIXELS:
+        raise ConfigError(f"pixels must be one of {', '.join(PIXELS)}, got {pixels!r}")
 
 
-def _as_bgr(rgb: np.ndarray, channel_order: str) -> np.ndarray:
+def _as_bgr(rgb: np.ndarray, channel_order: str, pixels: str = "uint8") -> np.ndarray:
     """The array imwatermark saw: BGR for a correct embedder, the RGB pixels themselves for one
-    that forgot to swap channels."""
-    _check_rgb(rgb, channel_order)
-    return np.ascontiguousarray(rgb[..., ::-1] if channel_order == "bgr" else rgb)
+    that forgot to swap channels; float32 for an embedder that passed float pixels."""
+    _check_rgb(rgb, channel_order, pixels)
+    x = np.ascontiguousarray(rgb[..., ::-1] if channel_order == "bgr" else rgb)
+    return x.astype(np.float32) if pixels == "float" else x
 
 
 # --------------------------------------------------------------------------- embedding
 
 
 def embed(rgb: np.ndarray, bits: tuple[int, ...] | list[int], scheme: str = "dwtDct", *,
-          channel_order: str = "bgr") -> np.ndarray:
-    """Embed ``bits`` with imwatermark's encoder (the reference embedder) into an RGB image."""
+          channel_order: str = "bgr", pixels: str = "uint8") -> np.ndarray:
+    """Embed ``bits`` with imwatermark's encoder (the reference embedder) into an RGB image.
+
+    ``pixels="float"`` hands imwatermark float32 pixels and rounds its output back to 8 bits,
+    as diffusers' SDXL pipelines do (``StableDiffusionXLWatermarker`` + ``postprocess``)."""
     _check_scheme(scheme)
     h, w = rgb.shape[:2]
     if h * w < MIN_PIXELS:
@@ -145,8 +178,9 @@ def embed(rgb: np.ndarray, bits: tuple[int, ...] | list[int], scheme: str = "dwt
     enc.set_watermark("bits", [int(b) for b in bits])
     if scheme == "rivaGan":
         WatermarkEncoder.loadModel()
-    out = enc.encode(_as_bgr(rgb, channel_order), scheme)
-    out = np.asarray(out, dtype=np.uint8)
+    out = enc.encode(_as_bgr(rgb, channel_order, pixels), scheme)
+    out = np.asarray(np.clip(np.round(out), 0, 255) if pixels == "float" else out,
+                     dtype=np.uint8)
     return np.ascontiguousarray(out[..., ::-1] if channel_order == "bgr" else out)
 
 
@@ -155,10 +189,12 @@ def embed(rgb: np.ndarray, bits: tuple[int, ...] | list[int], scheme: str = "dwt
 
 def _haar_approx(channel: np.ndarray) -> np.ndarray:
     """pywt.dwt2(x, 'haar')[0], bit for bit: rows paired first, then columns, each sum of two
-    products by 1/sqrt(2) (the order decides how exact multiples of the step round)."""
-    x = channel.astype(np.float64)
+    products by 1/sqrt(2) (the order decides how exact multiples of the step round). pywt
+    computes float32 input in float32; so does this."""
+    x = channel if channel.dtype == np.float32 else channel.astype(np.float64)
+    h = x.dtype.type(_HAAR)
     a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
-    return (a * _HAAR + c * _HAAR) * _HAAR + (b * _HAAR + d * _HAAR) * _HAAR
+    return (a * h + c * h) * h + (b * h + d * h) * h
 
 
 def _blocks(ca: np.ndarray) -> np.ndarray:
@@ -181,6 +217,8 @@ def _top_singular(blocks: np.ndarray, scale: float) -> np.ndarray:
     for bit. Flat regions put many values exactly on a boundary; they all take that path."""
     import cv2
 
+    exact = blocks  # float32 when the embedder passed float pixels: imwatermark stays float32
+    blocks = blocks.astype(np.float64)
     n = len(blocks)
     v = np.ones((n, BLOCK))
     for _ in range(3):
@@ -198,16 +236,19 @@ def _top_singular(blocks: np.ndarray, scale: float) -> np.ndarray:
     phase = np.mod(s, half)
     dist = np.minimum(phase, half - phase)
     err = resid / np.maximum(s, 1e-300)  # |s - s_true| <= resid / (s + s_true) <= this
-    redo = ~(2 * (lam - resid) > frob * (1 + 1e-9)) | (dist <= err + 1e-7 * scale)
+    # imwatermark's own rounding: float64 ~1e-16 relative, float32 ~1e-7 (wide margins)
+    margin = 1e-7 * scale if exact.dtype == np.float64 else 1e-4 * np.maximum(s, scale)
+    redo = ~(2 * (lam - resid) > frob * (1 + 1e-9)) | (dist <= err + margin)
     idx = np.flatnonzero(redo)
     if len(idx):
-        d = np.stack([cv2.dct(np.ascontiguousarray(blocks[i])) for i in idx])
+        d = np.stack([cv2.dct(np.ascontiguousarray(exact[i])) for i in idx])
         s[idx] = np.linalg.svd(d)[1][:, 0]  # batched == per-block (compute_uv=False is not)
     return s
 
 
 def block_values(rgb: np.ndarray, scheme: str, *, channel_order: str = "bgr",
-                 scales: tuple[int, ...] | None = None) -> list[tuple[np.ndarray, float]]:
+                 scales: tuple[int, ...] | None = None,
+                 pixels: str = "uint8") -> list[tuple[np.ndarray, float]]:
     """Per-block quantised values the decoder thresholds, for each channel it reads, in
     imwatermark's order: [(values, scale), ...]. Payload-independent, so a catalog check
     computes them once for every payload length."""
@@ -216,11 +257,17 @@ def block_values(rgb: np.ndarray, scheme: str, *, channel_order: str = "bgr",
     if scheme not in DEFAULT_SCALES:
         raise ConfigError(f"{scheme} has no block decoder (it is a learned model)")
     scales = tuple(scales or DEFAULT_SCALES[scheme])
-    _check_rgb(rgb, channel_order)
-    # imwatermark converts the BGR array it is given; converting our RGB array with RGB2YUV
-    # gives the identical result without the copy (and BGR2YUV for an embedder that passed RGB)
-    code = cv2.COLOR_RGB2YUV if channel_order == "bgr" else cv2.COLOR_BGR2YUV
-    yuv = cv2.cvtColor(np.ascontiguousarray(rgb), code)
+    _check_rgb(rgb, channel_order, pixels)
+    if pixels == "float":
+        # OpenCV's float conversion rounds differently for RGB2YUV and for BGR2YUV on the
+        # swapped array: convert exactly the array imwatermark was given
+        yuv = cv2.cvtColor(_as_bgr(rgb, channel_order, pixels), cv2.COLOR_BGR2YUV)
+    else:
+        # imwatermark converts the BGR array it is given; converting our RGB array with
+        # RGB2YUV gives the identical result without the copy (and BGR2YUV for an embedder
+        # that passed RGB)
+        code = cv2.COLOR_RGB2YUV if channel_order == "bgr" else cv2.COLOR_BGR2YUV
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb), code)
     rows, cols = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
     out = []
     for ch in range(2):  # imwatermark's loop: `for channel in range(2)` (Y and U only)
@@ -265,15 +312,16 @@ def bits_from_values(values: list[tuple[np.ndarray, float]], n_bits: int, *,
 
 
 def decode_reference(rgb: np.ndarray, n_bits: int, scheme: str, *,
-                     channel_order: str = "bgr") -> np.ndarray:
-    """imwatermark's own decoder (slow; the yardstick for the fast one)."""
+                     channel_order: str = "bgr", pixels: str = "uint8") -> np.ndarray:
+    """imwatermark's own decoder (slow; the yardstick for the fast one), given the pixels the
+    way the embedder gave them."""
     _check_scheme(scheme)
     from imwatermark import WatermarkDecoder
 
     if scheme == "rivaGan":
         WatermarkDecoder.loadModel()
     dec = WatermarkDecoder("bits", n_bits)
-    return np.asarray(dec.decode(_as_bgr(rgb, channel_order), scheme), dtype=np.uint8)
+    return np.asarray(dec.decode(_as_bgr(rgb, channel_order, pixels), scheme), dtype=np.uint8)
 
 
 def _rivagan_soft(rgb: np.ndarray, channel_order: str) -> np.ndarray:
@@ -287,19 +335,19 @@ def _rivagan_soft(rgb: np.ndarray, channel_order: str) -> np.ndarray:
     return np.asarray(RivaWatermark.decoder.run(None, {"frame": frame})[0][0], dtype=np.float64)
 
 
-def decode(rgb: np.ndarray, n_bits: int, scheme: str = "dwtDct", *, decoder: str = "fast",
-           channel_order: str = "bgr") -> np.ndarray:
-    """Decoded bits (uint8 0/1) of length ``n_bits``."""
+def decode(rgb: np.ndarray, n_bits: int, scheme: str = "dwtDct", *, decoder: str = "hard",
+           channel_order: str = "bgr", pixels: str = "uint8") -> np.ndarray:
+    """Decoded bits (uint8 0/1) of length ``n_bits``; by default what imwatermark returns
+    (verification defaults to the soft decoder, see ``verify_image``)."""
     _check_scheme(scheme)
-    if decoder not in DECODERS:
-        raise ConfigError(f"unknown decoder {decoder!r} (known: {', '.join(DECODERS)})")
+    decoder = check_decoder(decoder)
     if scheme == "rivaGan":
         if n_bits != 32:
             raise ConfigError(f"rivaGan carries exactly 32 bits, got {n_bits}")
         return (_rivagan_soft(rgb, channel_order) > 0.52).astype(np.uint8)
     if decoder == "reference":
-        return decode_reference(rgb, n_bits, scheme, channel_order=channel_order)
-    vals = block_values(rgb, scheme, channel_order=channel_order)
+        return decode_reference(rgb, n_bits, scheme, channel_order=channel_order, pixels=pixels)
+    vals = block_values(rgb, scheme, channel_order=channel_order, pixels=pixels)
     return bits_from_values(vals, n_bits, soft=decoder == "soft")[0]
 
 
@@ -324,45 +372,55 @@ def conditional_p_value(decoded: np.ndarray, payload: np.ndarray) -> float:
 
 def _result(payload: Payload, decoded: np.ndarray, *, label: str, target_fpr: float,
             n_tests: int, decoder: str, min_blocks: int | None,
-            extra: dict[str, Any] | None = None) -> WatermarkResult:
+            extra: dict[str, Any] | None = None,
+            hard: np.ndarray | None = None) -> WatermarkResult:
+    """``hard``: the hard-decision bits of the same blocks when ``decoded`` are soft ones,
+    reported beside the decision (``hard_bits``, ``hard_bit_accuracy``, ``hard_p_value``)."""
     expect = np.asarray(payload.bits, dtype=np.uint8)
     n = len(expect)
     matches = int((decoded == expect).sum())
     details = {"decoder": decoder, "channel_order": payload.channel_order,
+               "pixels": payload.pixels,
                "decoded_bits": "".join(map(str, decoded.tolist())),
                "source": payload.source}
-    p = conditional_p_value(decoded, expect)
+    testable = True
     if min_blocks is not None:
         details["blocks_per_bit"] = min_blocks
         if min_blocks < 1:
-            p = None
+            testable = False
             details["reason"] = "image too small: some payload bits have no block"
     if expect.min() == expect.max():
-        p = None
+        testable = False
         details["reason"] = ("a constant payload (all 0 or all 1) cannot be told apart from an "
                              "unmarked image's biased bits")
+    p = conditional_p_value(decoded, expect) if testable else None
     status, alpha = decide(p, target_fpr, n_tests)
     details.update(extra or {})
+    statistic = {"bit_accuracy": round(matches / n, 4), "matches": matches, "n_bits": n,
+                 "exact_match": matches == n, "decoded_ones": int(decoded.sum()),
+                 "payload_ones": int(expect.sum()),
+                 "p_value_binomial": binomial_sf(matches, n)}
+    if hard is not None:
+        hm = int((hard == expect).sum())
+        details["hard_bits"] = "".join(map(str, hard.tolist()))
+        statistic.update(hard_bit_accuracy=round(hm / n, 4), hard_matches=hm,
+                         hard_p_value=conditional_p_value(hard, expect) if testable else None)
     return WatermarkResult(
         kind="image", scheme=payload.scheme, payload=label, status=status, p_value=p,
-        alpha=alpha, target_fpr=target_fpr, n_tests=n_tests,
-        statistic={"bit_accuracy": round(matches / n, 4), "matches": matches, "n_bits": n,
-                   "exact_match": matches == n, "decoded_ones": int(decoded.sum()),
-                   "payload_ones": int(expect.sum()),
-                   "p_value_binomial": binomial_sf(matches, n)},
+        alpha=alpha, target_fpr=target_fpr, n_tests=n_tests, statistic=statistic,
         details=details)
 
 
 def verify_image(rgb: np.ndarray, payloads: list[Payload] | None = None, *,
-                 target_fpr: float = DEFAULT_TARGET_FPR, decoder: str = "fast",
+                 target_fpr: float = DEFAULT_TARGET_FPR, decoder: str = DEFAULT_DECODER,
                  path: str = "<image>") -> list[WatermarkResult]:
     """Check an RGB image against ``payloads`` (default: the whole public catalog).
 
     The false-positive rate is for the whole call: each check's threshold is
     ``target_fpr / len(payloads)``. Block values are computed once per (scheme, channel
-    order) and shared by every payload length."""
-    if decoder not in DECODERS:
-        raise ConfigError(f"unknown decoder {decoder!r} (known: {', '.join(DECODERS)})")
+    order, pixels) and shared by every payload length. The soft decoder (default) decides;
+    its results also carry the hard bits of the same blocks and their p-value."""
+    decoder = check_decoder(decoder)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(path, f"watermark check needs an RGB image, got shape {rgb.shape}")
     plist = list(CATALOG.values()) if payloads is None else list(payloads)
@@ -395,17 +453,22 @@ def verify_image(rgb: np.ndarray, payloads: list[Payload] | None = None, *,
                 raise InputError(path, f"imwatermark's reference decoder needs at least "
                                        f"256x256 pixels in area, got {w}x{h}")
             decoded = decode_reference(rgb, pl.n_bits, pl.scheme,
-                                       channel_order=pl.channel_order)
+                                       channel_order=pl.channel_order, pixels=pl.pixels)
             results.append(_result(pl, decoded, label=label, target_fpr=target_fpr,
                                    n_tests=n_tests, decoder=decoder, min_blocks=None))
             continue
-        key = (pl.scheme, pl.channel_order)
+        key = (pl.scheme, pl.channel_order, pl.pixels)
         if key not in cache:
-            cache[key] = block_values(rgb, pl.scheme, channel_order=pl.channel_order)
-        decoded, conf, min_blocks = bits_from_values(cache[key], pl.n_bits,
-                                                     soft=decoder == "soft")
+            cache[key] = block_values(rgb, pl.scheme, channel_order=pl.channel_order,
+                                      pixels=pl.pixels)
+        hard, _, min_blocks = bits_from_values(cache[key], pl.n_bits)
+        if decoder == "soft":
+            decoded = bits_from_values(cache[key], pl.n_bits, soft=True)[0]
+        else:
+            decoded, hard = hard, None
         results.append(_result(pl, decoded, label=label, target_fpr=target_fpr,
-                               n_tests=n_tests, decoder=decoder, min_blocks=min_blocks))
+                               n_tests=n_tests, decoder=decoder, min_blocks=min_blocks,
+                               hard=hard))
     _mark_cross_talk(results, plist, rgb.shape)
     return results
 
@@ -432,7 +495,8 @@ def _mark_cross_talk(results: list[WatermarkResult], plist: list[Payload],
     "StableDiffusionV1" are both ASCII (every byte starts 0b01...), so an image carrying one
     agrees with the other well beyond chance. A detection whose decoded bits agree at least
     as well with what the stronger detected payload would produce is relabelled
-    ``cross-talk`` (with ``explained_by``) instead of claiming a second watermark."""
+    ``cross-talk`` (with ``explained_by``) instead of claiming a second watermark. The same
+    bits read another way (other channel order or pixel type) are one mark, not two."""
     n_blocks = _n_blocks(shape)
     found = sorted((i for i, r in enumerate(results) if r.detected),
                    key=lambda i: results[i].p_value or 0.0)
@@ -446,8 +510,8 @@ def _mark_cross_talk(results: list[WatermarkResult], plist: list[Payload],
             b, pb = results[j], plist[j]
             if b.status != "detected" or pb.scheme != pa.scheme:
                 continue
-            if pb.channel_order != pa.channel_order:
-                explained = pb.bits == pa.bits  # one mark, read through the wrong channels
+            if (pb.channel_order, pb.pixels) != (pa.channel_order, pa.pixels):
+                explained = pb.bits == pa.bits  # one mark, read another way
             else:
                 pred = expected_decode(pb.bits, pa.n_bits, n_blocks)
                 explained = int((got == pred).sum()) >= own
@@ -458,18 +522,25 @@ def _mark_cross_talk(results: list[WatermarkResult], plist: list[Payload],
 
 
 def user_payloads(bits: tuple[int, ...], schemes: list[str] | None = None,
-                  channel_orders: tuple[str, ...] = ("bgr",)) -> list[Payload]:
+                  channel_orders: tuple[str, ...] = ("bgr",),
+                  pixels: tuple[str, ...] = ("uint8",)) -> list[Payload]:
     """A user's payload checked under each scheme it could have been embedded with (every
-    scheme and channel order tried counts in the FPR correction)."""
+    scheme, channel order and pixel type tried counts in the FPR correction; rivaGan reads
+    only 8-bit pixels)."""
     if schemes is None:
         schemes = ["dwtDct", "dwtDctSvd"] + (["rivaGan"] if len(bits) == 32 else [])
+    for px in pixels:
+        if px not in PIXELS:
+            raise ConfigError(f"pixels must be one of {', '.join(PIXELS)}, got {px!r}")
     out = []
     for s in schemes:
         _check_scheme(s)
         if s == "rivaGan" and len(bits) != 32:
             raise ConfigError(f"rivaGan carries exactly 32 bits, the payload has {len(bits)}")
-        out += [Payload(f"user:{s}" + ("" if o == "bgr" else f":{o}"), s, tuple(bits), o,
-                        source="user payload") for o in channel_orders]
+        for px in (("uint8",) if s == "rivaGan" else pixels):
+            out += [Payload(f"user:{s}" + ("" if o == "bgr" else f":{o}")
+                            + ("" if px == "uint8" else f":{px}"), s, tuple(bits), o,
+                            source="user payload", pixels=px) for o in channel_orders]
     return out
 
 
