@@ -7,8 +7,15 @@ decoder and attack: mean bit accuracy and the detection rate at --target-fpr (on
 checked, so no correction). The same attacks on the *unmarked* photos give the false-positive
 count, which must stay 0.
 
-Decoders: ``imwatermark`` (unmask's fast decoder, bit-identical to invisible-watermark's) and
-``soft`` (unmask's soft-decision decoder) for dwtDct / dwtDctSvd; rivaGan's own ONNX decoder.
+Decoders: ``hard`` (unmask's hard decoder, bit-identical to invisible-watermark's) and ``soft``
+(unmask's soft-decision decoder, the default of scan, inspect and verify) for dwtDct /
+dwtDctSvd; rivaGan's own ONNX decoder.
+
+``sdxl``: SDXL's fixed 48-bit payload put in by diffusers' own ``StableDiffusionXLWatermarker``
+and the pipeline's ``VaeImageProcessor.postprocess`` (float pixels, then 8 bits), checked
+against the catalog's ``sdxl`` payload (read as float pixels, as the embedder saw them) with
+both decoders, and with ``hard-8bit``: the hard decoder reading 8-bit pixels (the
+``sdxl-8bit`` entry; what scan reported before the catalog read SDXL as float).
 
     python benchmarks/watermark_robustness.py --out benchmarks/results/watermark_robustness
 """
@@ -38,7 +45,18 @@ ATTACKS += [
     ("bright0.8", "brightness", {"factor": 0.8}), ("bright1.2", "brightness", {"factor": 1.2}),
     ("rotate1", "rotate", {"degrees": 1.0}), ("rotate5", "rotate", {"degrees": 5.0}),
 ]
-SCHEMES = {"dwtDct": 48, "dwtDctSvd": 48, "rivaGan": 32}
+SCHEMES = {"dwtDct": 48, "dwtDctSvd": 48, "rivaGan": 32, "sdxl": 48}
+
+
+def _diffusers_sdxl(rgb: np.ndarray) -> np.ndarray:
+    """The mark exactly as a diffusers SDXL pipeline leaves it (watermarker, then postprocess)."""
+    import torch
+    from diffusers.image_processor import VaeImageProcessor
+    from diffusers.pipelines.stable_diffusion_xl.watermark import StableDiffusionXLWatermarker
+
+    batch = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+    out = StableDiffusionXLWatermarker().apply_watermark(batch)
+    return np.array(VaeImageProcessor().postprocess(out, output_type="pil")[0])
 
 
 def _photos(n: int | None, size: int) -> list[tuple[str, np.ndarray]]:
@@ -73,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from detect.registry import attacks
-    from detect.watermark.image import Payload, embed, verify_image
+    from detect.watermark.image import CATALOG, Payload, embed, verify_image
 
     imgs = _photos(a.images, a.size)
     atk = {name: (attacks.create(kind, **kw) if kind != "none" else (lambda x: x))
@@ -87,17 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         for scheme in a.schemes:
             if (i, scheme) not in todo:
                 continue
-            rng = np.random.default_rng([a.seed, i, len(scheme)])
-            bits = tuple(int(b) for b in rng.integers(0, 2, SCHEMES[scheme]))
-            pl = Payload("user", scheme, bits)
-            marked = embed(img, bits, scheme)
-            decoders = ["onnx"] if scheme == "rivaGan" else ["imwatermark", "soft"]
+            if scheme == "sdxl":
+                marked = _diffusers_sdxl(img)
+                checks = [("hard-8bit", CATALOG["sdxl-8bit"], "hard"),
+                          ("hard", CATALOG["sdxl"], "hard"), ("soft", CATALOG["sdxl"], "soft")]
+            else:
+                rng = np.random.default_rng([a.seed, i, len(scheme)])
+                bits = tuple(int(b) for b in rng.integers(0, 2, SCHEMES[scheme]))
+                pl = Payload("user", scheme, bits)
+                marked = embed(img, bits, scheme)
+                checks = ([("onnx", pl, "hard")] if scheme == "rivaGan" else
+                          [("hard", pl, "hard"), ("soft", pl, "soft")])
             for aname in atk:
                 for label, src in (("marked", marked), ("clean", img)):
                     x = atk[aname](src)
-                    for dec in decoders:
-                        r = verify_image(x, [pl], target_fpr=a.target_fpr,
-                                         decoder="soft" if dec == "soft" else "fast",
+                    for dec, pl, decoder in checks:
+                        r = verify_image(x, [pl], target_fpr=a.target_fpr, decoder=decoder,
                                          path=name)[0]
                         row = rows.setdefault((scheme, dec, aname), {
                             "scheme": scheme, "decoder": dec, "attack": aname, "n": 0,
@@ -154,8 +177,12 @@ def _markdown(table: list[dict], path: Path, n: int, a: argparse.Namespace, mach
              f"centre-cropped to {a.size}x{a.size}, each watermarked with "
              "a random payload (48 bits for dwtDct / dwtDctSvd, 32 for rivaGan), then "
              f"attacked. Cells: mean bit accuracy / detection rate at FPR {a.target_fpr:g}. "
-             "`imwatermark` = unmask's fast decoder (bit-identical to invisible-watermark's "
-             "own); `soft` = unmask's soft-decision decoder on the same embedding.", "",
+             "`hard` = unmask's hard decoder (bit-identical to invisible-watermark's own); "
+             "`soft` = unmask's soft-decision decoder on the same embedding (the default of "
+             "scan, inspect and verify). `sdxl` = SDXL's fixed payload put in by diffusers' "
+             "StableDiffusionXLWatermarker (float pixels) and read as float pixels; "
+             "`sdxl / hard-8bit` = the same files read as 8-bit pixels (what scan reported "
+             "before).", "",
              "| attack | " + " | ".join(names) + " |",
              "|---|" + "---:|" * len(names)]
     for att in order:
