@@ -204,7 +204,14 @@ def test_scan_photo_with_and_without_a_face(face_model, trained_models, astronau
     from detect.scan import load_detectors, scan_item
 
     dets = load_detectors(model_dirs=[face_model, trained_models["spectrum-test"]])
-    f = scan_item(load(_png(tmp_path / "a.png", astronaut)), dets, watermarks=False)
+    # the tiny models' calibration splits hold tens of reals: at 1% the face rule abstains,
+    # says why and steps aside; at an FPR both rules support, the face detector decides
+    at_1 = scan_item(load(_png(tmp_path / "a.png", astronaut)), dets, watermarks=False)
+    assert at_1.detectors["face-test"]["decides"] is False
+    assert "real samples" in at_1.detectors["face-test"]["reason"]
+    fpr = max(d.calibration_for().supports_fpr for d in dets)
+    assert fpr < 0.5, fpr
+    f = scan_item(load(tmp_path / "a.png"), dets, fpr, watermarks=False)
     res = f.detectors["face-test"]
     assert f.decided_by == "face-test" and f.verdict == res["verdict"]
     assert res["n_faces"] == 1 and len(res["faces"]) == 1
@@ -212,7 +219,7 @@ def test_scan_photo_with_and_without_a_face(face_model, trained_models, astronau
     assert _iou(face["box"], (181, 62, 268, 172)) > 0.8
     assert face["verdict"] in ("synthetic", "real", "uncertain")
 
-    g = scan_item(load(_png(tmp_path / "c.png", data.coffee())), dets, watermarks=False)
+    g = scan_item(load(_png(tmp_path / "c.png", data.coffee())), dets, fpr, watermarks=False)
     res = g.detectors["face-test"]
     assert res["reason"] == "no face found" and res["verdict"] == "uncertain"
     assert res["score"] is None and g.error is None
@@ -234,14 +241,19 @@ def test_scan_and_inspect_a_video(face_model, tiny_face_corpus, tmp_path, capsys
     shutil.copy(tiny_face_corpus.root / clip.path, video)
     bad = tmp_path / "broken.avi"
     bad.write_bytes(video.read_bytes()[: len(video.read_bytes()) * 2 // 5])
+    from detect.detectors.base import load_detector
+
+    # the tiny corpus has a handful of calib clips: scan at an FPR its video rule supports
+    fpr = load_detector(face_model).video_calibration_for().supports_fpr
+    assert fpr < 1, fpr
     code = main(["-q", "scan", str(video), str(bad), "-m", str(face_model), "--frames", "4",
-                 "--fail-on", "never"])
+                 "--fail-on", "never", "--target-fpr", f"{min(0.99, fpr * 1.01):.4f}"])
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert code == 2 and len(lines) == 2  # one input could not be scanned, nothing flagged
     rec, err = lines
     assert rec["modality"] == "video" and rec["decided_by"] == "face-test"
     res = rec["detectors"]["face-test"]
-    assert res["calibration"] == "video" and len(res["frames"]) == 4
+    assert res["calibration"]["rule"] == "video" and len(res["frames"]) == 4
     assert res["frames_with_face"] >= 3 and rec["verdict"] in ("synthetic", "real", "uncertain")
     assert [e["index"] for e in res["frames"]] == [0, 2, 3, 5]
     assert err["verdict"] == "error" and "broken.avi" in err["error"]
