@@ -85,6 +85,7 @@ def test_face_rules_hold_or_abstain(dets):
         check_rule(name, det.calibration_for(), scores[lab == 0])
 
 
+@pytest.mark.slow  # 30 clips through face finding: ~40 s on 2 cores
 def test_video_rule_holds_its_fpr_on_held_out_real_clips(dets):
     """The shipped video rule rests on enough real clips to support its 1% target, and on the
     held-out real clips that ship its realised FPR is within the binomial band of 1%."""
@@ -108,6 +109,7 @@ def test_video_rule_holds_its_fpr_on_held_out_real_clips(dets):
             assert res["calibration"]["n"] == vcal.n_real and res.get("decides", True)
 
 
+@pytest.mark.slow
 def test_every_record_says_what_its_calibration_supports(dets, tmp_path):
     """Image, face, text: whatever decides, the record names its calibration's size and the
     smallest FPR it supports; asked for less, it abstains and says why."""
