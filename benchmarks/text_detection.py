@@ -129,7 +129,7 @@ def _metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
 
 def evaluate(dets: dict[str, Any], corpus: Any, held_sampling: set[str],
              held_gens: set[str], attack_human: list[str], seed: int) -> dict[str, Any]:
-    from benchmarks.text_attacks import CopyPasteMix
+    from detect.attacks.text import CopyPasteMix
     from detect.registry import attacks
 
     test = corpus.split("test").filter(lambda r: r.modality == "text")

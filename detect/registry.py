@@ -233,7 +233,7 @@ generators.register("lm-pretrained", "generators.text.lm:PretrainedCausalLM",
                     "any transformers causal LM by hub id or local path (model=...)")
 
 # --- attacks ---------------------------------------------------------------------------------
-_ATK = "benchmarks.attacks"
+_ATK = "detect.attacks"
 attacks.register("jpeg", f"{_ATK}:JPEG", "JPEG re-encoding", quality=75)
 attacks.register("resize", f"{_ATK}:Resize", "bicubic resize", scale=0.5)
 attacks.register("blur", f"{_ATK}:Blur", "Gaussian blur", sigma=1.0)
@@ -241,7 +241,7 @@ attacks.register("noise", f"{_ATK}:Noise", "additive Gaussian noise", sigma=5.0)
 attacks.register("crop", f"{_ATK}:Crop", "centre crop", fraction=0.8)
 attacks.register("brightness", f"{_ATK}:Brightness", "brightness change", factor=1.2)
 attacks.register("rotate", f"{_ATK}:Rotate", "rotation about the centre", degrees=2.0)
-_TXT = "benchmarks.text_attacks"
+_TXT = "detect.attacks.text"
 attacks.register("text-homoglyph", f"{_TXT}:Homoglyphs", "Cyrillic/Greek lookalikes for a "
                  "fraction of the Latin letters", fraction=0.1)
 attacks.register("text-zerowidth", f"{_TXT}:ZeroWidth", "zero-width characters between a "

@@ -450,7 +450,7 @@ def test_replaced_item_bytes_are_detected(built):
 
 
 def test_map_transforms_images_on_load_without_touching_files(built):
-    from benchmarks.attacks import JPEG
+    from detect.attacks import JPEG
 
     corpus = Corpus.open(built)
     before = {p: p.read_bytes() for p in corpus.paths}

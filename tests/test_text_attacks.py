@@ -1,4 +1,4 @@
-"""Tests for benchmarks.text_attacks: each attack changes the expected amount, is deterministic,
+"""Tests for detect.attacks.text: each attack changes the expected amount, is deterministic,
 and normalize() undoes the two that only disguise tokens."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from benchmarks.text_attacks import (
+from detect.attacks.text import (
     _LOOKALIKES,
     CopyPasteMix,
     Homoglyphs,

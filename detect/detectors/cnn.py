@@ -5,7 +5,6 @@ CNNDetection-style blur and JPEG augmentation (applied to both classes) when ask
 
 from __future__ import annotations
 
-import io
 import sys
 from typing import Any
 
@@ -21,19 +20,13 @@ def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
         patch = patch[:, ::-1]
     if blur_prob <= 0 and jpeg_prob <= 0:
         return patch
-    from PIL import Image, ImageFilter
+    from ..attacks import blur, jpeg
 
-    img = None
     if rng.random() < blur_prob:
-        img = Image.fromarray(np.ascontiguousarray(patch))
-        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.1, 1.5))))
+        patch = blur(patch, float(rng.uniform(0.1, 1.5)))
     if rng.random() < jpeg_prob:
-        img = img or Image.fromarray(np.ascontiguousarray(patch))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=int(rng.integers(60, 96)))
-        buf.seek(0)
-        img = Image.open(buf).convert("RGB")
-    return np.asarray(img) if img is not None else patch
+        patch = jpeg(patch, int(rng.integers(60, 96)))
+    return patch
 
 
 RESIDUALS = ("none", "npr")
