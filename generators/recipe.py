@@ -19,6 +19,9 @@ from detect.corpus import SPLITS, Corpus, CorpusWriter
 from detect.errors import ConfigError
 from detect.registry import generators
 
+from .splits import fake_split
+from .training import report_generator, trained_generator  # noqa: F401 - the CLI imports it here
+
 RECIPE_SCHEMA = "unmask.recipe/1"
 
 
@@ -67,16 +70,6 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         if s["generator"] not in generators:
             generators.entry(s["generator"])  # raises with close matches
     return recipe
-
-
-def _fake_split(i: int, fractions: dict[str, float], seed: int) -> str:
-    u = np.random.default_rng([seed, 7919, i]).random()
-    acc = 0.0
-    for s, f in fractions.items():
-        acc += f
-        if u < acc:
-            return s
-    return list(fractions)[-1]
 
 
 def _real_name(real: dict[str, Any]) -> str:
@@ -165,9 +158,9 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
             raise ConfigError(f"{recipe_path}: synthetic {gname!r} trains on {train_on!r}, "
                               f"which is not a [[real]] name ({', '.join(pools)})")
         pool = pools[train_on] if train_on else [a for p in pools.values() for a in p]
-        gen = _trained_generator(gname, {"size": size, "seed": seed + si,
-                                         **syn.get("params", {})},
-                                 gdir, np.stack(pool), seed, progress)
+        gen = trained_generator(gname, {"size": size, "seed": seed + si,
+                                        **syn.get("params", {})},
+                                gdir, np.stack(pool), seed, progress)
         family = gen.family
         extra["generators"][f"{si}-{gname}"] = {
             "name": gname, "family": family, "checkpoint_sha256": gen.checkpoint_sha256_,
@@ -182,61 +175,11 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
                    disable=not progress, leave=False)
         for i, sample in gen.generate_indices(todo, sseed, total=n):
             # a held-out family is only ever tested on: detectors trained here never see it
-            split = "test" if family in held_out else _fake_split(i, fractions, seed)
+            split = "test" if family in held_out else fake_split(i, fractions, seed)
             add(sample, split, f"synthetic:{si}:{i}")
             bar.update(1)
         bar.close()
     return writer.close(extra)
-
-
-def _trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.ndarray,
-                       seed: int, progress: bool) -> Any:
-    """Load the generator finished in ``gdir``, or train it there (resuming a checkpoint)."""
-    from .image.base import load_generator
-
-    if (gdir / "model" / "config.json").exists():
-        gen = load_generator(gdir / "model")
-        if not (gdir / "quality.json").exists():  # interrupted between save and report
-            report_generator(gen, pool, gdir, seed)
-        return gen
-    gen = generators.create(gname, **params)
-    if getattr(gen, "trainable", True):
-        gen.fit(pool, workdir=gdir, progress=progress)
-    else:
-        gen.prepare()
-    gen.save(gdir / "model")
-    report_generator(gen, pool, gdir, seed)
-    return gen
-
-
-def report_generator(gen: Any, train_arr: np.ndarray, gdir: Path, seed: int) -> dict[str, Any]:
-    """Sample grid PNG + quality figure, so a generator that learned nothing is caught."""
-    from PIL import Image
-
-    from .quality import image_grid, quality_report
-
-    n = min(1000, len(train_arr) // 2)
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(train_arr))
-    real_a, real_b = train_arr[idx[:n]], train_arr[idx[n:2 * n]]
-    fake = gen.sample_array(list(range(n)), seed + 99)
-    if fake.shape[1:] != real_a.shape[1:]:
-        raise ConfigError(f"{gen.name} makes {fake.shape[1:]} images; the recipe's real items "
-                          f"are {real_a.shape[1:]}: both classes must match")
-    untrained = gen.untrained() if hasattr(gen, "untrained") else None
-    anchor = untrained.sample_array(list(range(n)), seed + 99) if untrained is not None else \
-        np.random.default_rng(seed).integers(0, 256, fake.shape, dtype=np.uint8)
-    rep = quality_report(real_a, real_b, fake, anchor)
-    rep["anchor"] = "untrained generator" if untrained is not None else "uniform noise"
-    rep["generator"] = gen.name
-    rep["family"] = gen.family
-    rep["checkpoint_sha256"] = gen.checkpoint_sha256_
-    gdir.mkdir(parents=True, exist_ok=True)
-    (gdir / "quality.json").write_text(json.dumps(rep, indent=2) + "\n")
-    grid = np.concatenate([image_grid(real_a[:32], cols=8), image_grid(fake[:32], cols=8)],
-                          axis=1)
-    Image.fromarray(grid).save(gdir / "samples.png")
-    return rep
 
 
 def publish_evidence(corpus: Corpus, dest: str | Path) -> Path:

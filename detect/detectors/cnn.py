@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Detector, Tags
+from .residuals import npr_residual
 
 
 def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
@@ -63,8 +64,6 @@ class CNNDetector(Detector):
         x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float()
         x = (x / 255.0 - 0.5) / 0.25
         if self.residual == "npr":
-            from .npr import npr_residual
-
             x = npr_residual(x)
         return x
 

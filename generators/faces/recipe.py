@@ -31,6 +31,8 @@ from detect.errors import ConfigError
 from detect.faces import Face, FaceFinder, crop_face, grey_rgb
 from detect.types import Provenance, Sample
 
+from ..splits import fake_split
+from ..training import trained_generator
 from .sources import RealFace, real_faces
 
 FACE_DEFAULTS: dict[str, Any] = {
@@ -141,7 +143,6 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
     """Write the face corpus of a checked recipe into ``out`` (resuming what is there)."""
     from tqdm.auto import tqdm
 
-    from generators.recipe import _fake_split, _trained_generator
     from generators.sources import assign_splits
 
     from .forgery import face_swap, self_blend
@@ -244,9 +245,9 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
             continue
         name, gname = _entry_name(syn), syn["generator"]
         gdir = out / "generators" / f"{si}-{gname}"
-        gen = _trained_generator(gname, {"size": size, "seed": seed + si,
-                                         **syn.get("params", {})}, gdir, np.stack(pool), seed,
-                                 progress)
+        gen = trained_generator(gname, {"size": size, "seed": seed + si,
+                                        **syn.get("params", {})}, gdir, np.stack(pool), seed,
+                                progress)
         extra["generators"][f"{si}-{gname}"] = {
             "name": gname, "family": gen.family, "checkpoint_sha256": gen.checkpoint_sha256_,
             "params": gen.get_params(), "held_out": name in held,
@@ -255,7 +256,7 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
         n = int(syn["count"])
         todo = [i for i in range(n) if not writer.has(f"{name}:{i}")]
         for i, sample in gen.generate_indices(todo, seed + 10_000 + si, total=n):
-            split = "test" if name in held else _fake_split(i, fractions, seed + si)
+            split = "test" if name in held else fake_split(i, fractions, seed + si)
             if grey:  # the colour rule of the real crops, recorded like any post-processing
                 sample.content = _final(sample.content, size, True)
                 sample.provenance.transforms = [*sample.provenance.transforms, {"op": "grey"}]
