@@ -177,9 +177,10 @@ def timeline_png(report: dict[str, Any], path: str | Path) -> Path:
         if r.get("stretch") and r["score"] is not None:
             idx = [e["index"] for e in r["frames"]]
             t0, t1 = (t[idx.index(i)] for i in r["stretch"])
+            rule = (r.get("calibration") or {}).get("rule", "")[:5]
             ax.plot([t0, t1], [r["score"], r["score"]], color="tab:purple", lw=3,
                     label=f"most suspicious stretch: mean {r['score']:+.2f} vs video threshold "
-                          f"{r['threshold']:+.2f} ({(r.get('calibration') or {}).get('rule', '')[:5]})")
+                          f"{r['threshold']:+.2f} ({rule})")
         score = "none" if r["score"] is None else f"{r['score']:+.2f}"
         ax.set_title(f"{name}: {r['verdict']} (video score {score}, {r.get('aggregate')})",
                      fontsize=9)
