@@ -34,15 +34,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..generator_io import load_generator, read_config
 from .base import Detector, Tags, random_crops
 
 FAMILIES = ("vae", "diffusion")
-
-
-def _gen_module():  # noqa: ANN202 - generators live in a sibling package
-    from generators.image import base
-
-    return base
 
 
 class ReconDetector(Detector):
@@ -69,7 +64,7 @@ class ReconDetector(Detector):
 
             name = self.reconstructor.removeprefix("train:")
             return int(generators.create(name, **self.reconstructor_params).size)
-        return int(_gen_module().read_config(Path(self.reconstructor))["params"]["size"])
+        return int(read_config(Path(self.reconstructor))["params"]["size"])
 
     def _check_family(self, gen: Any, where: str) -> None:
         if getattr(gen, "family", None) not in FAMILIES or not hasattr(gen, "modules_"):
@@ -98,7 +93,7 @@ class ReconDetector(Detector):
             if not Path(ref).is_dir():
                 raise ConfigError(f"{self.name}: reconstructor {ref!r} is neither train:NAME "
                                   "nor a saved generator folder")
-            gen = _gen_module().load_generator(ref)
+            gen = load_generator(ref)
         self._check_family(gen, ref)
         self.gen_ = gen
 
@@ -216,7 +211,7 @@ class ReconDetector(Detector):
         if not (where / "config.json").is_file():
             raise ModelError(f"{self.model_dir_}: the saved recon detector lacks its "
                              "reconstructor/ folder")
-        gen = _gen_module().load_generator(where)
+        gen = load_generator(where)
         self._check_family(gen, str(where))
         self.gen_ = gen
         if len(self.coef_) != self.n_features:

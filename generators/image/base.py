@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from detect.errors import ConfigError, ModelError
+from detect.generator_io import GENERATOR_SCHEMA, load_generator, read_config  # noqa: F401 - re-exported
 from detect.params import HasParams
 from detect.types import Provenance, Sample
 
-GENERATOR_SCHEMA = "unmask.generator/1"
 # hyperparameters that may differ between an interrupted run and its continuation
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 
@@ -122,32 +122,6 @@ class ImageGenerator(HasParams):
     @classmethod
     def load(cls, directory: str | Path) -> ImageGenerator:
         raise NotImplementedError
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    """A saved generator's config.json, checked; errors name the folder."""
-    try:
-        cfg = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{directory}: not a saved generator ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("schema") != GENERATOR_SCHEMA:
-        raise ModelError(f"{directory / 'config.json'}: schema must be {GENERATOR_SCHEMA!r}")
-    return cfg
-
-
-def load_generator(directory: str | Path) -> ImageGenerator:
-    """Load a saved generator by the registry name in its config.json (never an import path)."""
-    from detect.registry import generators
-
-    d = Path(directory)
-    cfg = read_config(d)
-    try:
-        cls = generators.get_class(cfg["name"])
-    except ConfigError as e:
-        raise ModelError(f"{d}: {e}") from None
-    obj = cls.load(d)
-    obj.name = cfg["name"]
-    return obj
 
 
 class TorchImageGenerator(ImageGenerator):
