@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runner import machine
+
 # the data and the small language model (also used by tests/test_text_watermark.py) live in the
 # generators package; re-exported here unchanged
 from generators.text.lm import build_lm, train_tokenizer
@@ -69,9 +71,8 @@ def delete_words(text: str, fraction: float, rng: random.Random) -> str:
 def _machine() -> dict[str, Any]:
     import torch
 
-    return {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+    return {**machine(), "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
             "transformers": __import__("transformers").__version__}
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .hashing import file_sha256
 from .types import SAMPLE_SCHEMA, Sample
 
 CORPUS_SCHEMA = "unmask.corpus/1"
@@ -151,7 +152,7 @@ class Corpus:
                     raise ConfigError(f"{mpath}: item {r.id[:12]}... file {r.path} is missing")
         if verify_hashes:
             for r in records:
-                got = hashlib.sha256((root / r.path).read_bytes()).hexdigest()
+                got = file_sha256(root / r.path)
                 if got != r.id:
                     raise ConfigError(f"{root / r.path}: content does not match its id "
                                       f"{r.id[:12]}... (file replaced or corrupted)")

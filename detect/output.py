@@ -9,7 +9,6 @@ worst cut the last line short. Such a torn tail is removed before a resumed scan
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import hashing
 from .errors import ConfigError
 from .types import Finding
 
@@ -151,11 +151,7 @@ def recorded(path: Path, fmt: str) -> list[Finding]:
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
     """sha256 of a file's bytes, None when it cannot be read (its record will say why)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return hashing.file_sha256(path)
     except OSError:
         return None
-    return h.hexdigest()

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..calibration import Calibration
 from ..errors import ConfigError, ModelError
+from ..hashing import file_sha256
 from .base import Detector, Tags
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ METHODS = ("logreg", "max-p")
 
 
 def weights_sha256(model_dir: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256((model_dir / "weights.safetensors").read_bytes()).hexdigest()
+    return file_sha256(model_dir / "weights.safetensors")
 
 
 def _real_tail(m: Detector) -> np.ndarray:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
-from . import DEFAULT_TARGET_FPR, WatermarkResult, corrected_alpha, decide
+from . import DEFAULT_TARGET_FPR, WatermarkResult, binomial_sf, corrected_alpha, decide
 
 KEY_SCHEMA = "unmask.text-watermark-key/1"
 SCHEMES = ("kgw", "synthid")
@@ -383,15 +383,6 @@ def retokenization_drift(ids: Sequence[int], tokenizer: Any) -> dict[str, Any]:
 # statistics
 
 
-def _binom_sf(k: float, n: int, p: float) -> float:
-    """P(X >= k), X ~ Binomial(n, p)."""
-    from scipy.stats import binom
-
-    if n <= 0:
-        return 1.0
-    return float(binom.sf(math.ceil(k) - 1, n, p))
-
-
 def _normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
@@ -570,7 +561,8 @@ def _window_test(hits: float, n_counted: int, ev: _Evidence) -> dict[str, Any]:
     if trials == 0:
         return {"z": None, "p_binomial": 1.0, "p_normal": 1.0}
     z = (hits - p0 * trials) / math.sqrt(trials * p0 * (1 - p0))
-    return {"z": z, "p_binomial": _binom_sf(hits, trials, p0), "p_normal": _normal_sf(z)}
+    return {"z": z, "p_binomial": binomial_sf(math.ceil(hits), trials, p0),
+            "p_normal": _normal_sf(z)}
 
 
 def _result(scheme: str, key: TextWatermarkKey, p: float | None, target_fpr: float, n_tests: int,

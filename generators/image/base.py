@@ -23,19 +23,12 @@ import numpy as np
 
 from detect.errors import ConfigError, ModelError
 from detect.generator_io import GENERATOR_SCHEMA, load_generator, read_config  # noqa: F401 - re-exported
+from detect.hashing import file_sha256  # noqa: F401 - generators import it from here
 from detect.params import HasParams
 from detect.types import Provenance, Sample
 
 # hyperparameters that may differ between an interrupted run and its continuation
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sample_seed(seed: int, index: int) -> int:
