@@ -14,25 +14,36 @@ from .registry import generators
 GENERATOR_SCHEMA = "unmask.generator/1"
 
 
+def read_schema_file(path: Path, what: str) -> dict[str, Any]:
+    """The JSON description file of a saved ``what`` (``config.json`` of an image generator,
+    ``unmask.json`` of a text one), checked; errors name the folder or the file."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path.parent}: not a {what} ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("schema") != GENERATOR_SCHEMA:
+        raise ModelError(f"{path}: schema must be {GENERATOR_SCHEMA!r}")
+    return cfg
+
+
 def read_config(directory: Path) -> dict[str, Any]:
     """A saved generator's config.json, checked; errors name the folder."""
+    return read_schema_file(directory / "config.json", "saved generator")
+
+
+def load_registered(directory: Path, cfg: dict[str, Any]) -> Any:
+    """Load the generator saved in ``directory`` by the registry name its checked description
+    ``cfg`` gives (never an import path)."""
     try:
-        cfg = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{directory}: not a saved generator ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("schema") != GENERATOR_SCHEMA:
-        raise ModelError(f"{directory / 'config.json'}: schema must be {GENERATOR_SCHEMA!r}")
-    return cfg
+        cls = generators.get_class(cfg["name"])
+    except ConfigError as e:
+        raise ModelError(f"{directory}: {e}") from None
+    obj = cls.load(directory)
+    obj.name = cfg["name"]
+    return obj
 
 
 def load_generator(directory: str | Path) -> Any:
     """Load a saved generator by the registry name in its config.json (never an import path)."""
     d = Path(directory)
-    cfg = read_config(d)
-    try:
-        cls = generators.get_class(cfg["name"])
-    except ConfigError as e:
-        raise ModelError(f"{d}: {e}") from None
-    obj = cls.load(d)
-    obj.name = cfg["name"]
-    return obj
+    return load_registered(d, read_config(d))

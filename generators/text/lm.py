@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from detect.errors import ConfigError, ModelError
+from detect.generator_io import load_registered, read_schema_file
 from detect.params import HasParams
 from detect.types import Provenance, Sample
 from generators.image.base import GENERATOR_SCHEMA, file_sha256, sample_seed
@@ -415,28 +416,13 @@ class TextLM(HasParams):
 
 def read_meta(directory: Path) -> dict[str, Any]:
     """A saved text generator's unmask.json, checked; errors name the folder."""
-    try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{directory}: not a saved text generator ({e})") from None
-    if not isinstance(meta, dict) or meta.get("schema") != GENERATOR_SCHEMA:
-        raise ModelError(f"{directory / META_FILE}: schema must be {GENERATOR_SCHEMA!r}")
-    return meta
+    return read_schema_file(directory / META_FILE, "saved text generator")
 
 
 def load_text_generator(directory: str | Path) -> TextLM:
     """Load a saved text generator by the registry name in its unmask.json."""
-    from detect.registry import generators
-
     d = Path(directory)
-    meta = read_meta(d)
-    try:
-        cls = generators.get_class(meta["name"])
-    except ConfigError as e:
-        raise ModelError(f"{d}: {e}") from None
-    obj = cls.load(d)
-    obj.name = meta["name"]
-    return obj
+    return load_registered(d, read_meta(d))
 
 
 def _texts(documents: Sequence[Any]) -> list[str]:
