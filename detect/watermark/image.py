@@ -142,6 +142,10 @@ def _check_rgb(rgb: np.ndarray, channel_order: str, pixels: str = "uint8") -> No
         raise ConfigError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
     if channel_order not in ("bgr", "rgb"):
         raise ConfigError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    _check_pixels(pixels)
+
+
+def _check_pixels(pixels: str) -> None:
     if pixels not in PIXELS:
         raise ConfigError(f"pixels must be one of {', '.join(PIXELS)}, got {pixels!r}")
 
@@ -530,8 +534,7 @@ def user_payloads(bits: tuple[int, ...], schemes: list[str] | None = None,
     if schemes is None:
         schemes = ["dwtDct", "dwtDctSvd"] + (["rivaGan"] if len(bits) == 32 else [])
     for px in pixels:
-        if px not in PIXELS:
-            raise ConfigError(f"pixels must be one of {', '.join(PIXELS)}, got {px!r}")
+        _check_pixels(px)
     out = []
     for s in schemes:
         _check_scheme(s)
