@@ -78,3 +78,13 @@ def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, fn, n: int = 200,  # no
         vals.append(fn(labels[idx], scores[idx]))
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def clopper_pearson(k: int, n: int, conf: float = 0.95) -> list[float]:
+    """Exact binomial interval of a rate k / n."""
+    from scipy.stats import beta
+
+    a = (1 - conf) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return [round(lo, 4), round(hi, 4)]
