@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from detect.registry import detectors
+from detect.release import read_holdout
 from detect.scan import MODELS_DIR, default_detector_names, load_detectors, shipped_models
 
 BUDGET_BYTES = 30 * 2**20  # all shipped models together
@@ -42,7 +43,7 @@ def test_default_models_still_separate_their_held_out_sample():
     from detect.media import load
 
     hold = Path(__file__).parent / "data" / "shipped-holdout"
-    meta = json.loads((hold / "labels.json").read_text())
+    meta = read_holdout(hold)
     assert meta["corpus_hash"] == json.loads((MODELS_DIR / "defaults.json").read_text())[
         "corpus_hash"]
     names = sorted(meta["labels"])
@@ -97,7 +98,7 @@ def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
     extra = [n for n in shipped_models() if n not in default_detector_names()]
     assert "recon-vae" in extra
     hold = Path(__file__).parent / "data" / "shipped-holdout"
-    meta = json.loads((hold / "labels.json").read_text())
+    meta = read_holdout(hold)
     names = sorted(meta["labels"])
     labels = np.array([meta["labels"][n] for n in names])
     items = [load(hold / n) for n in names]
@@ -120,7 +121,7 @@ def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
     assert defaults.get("text"), "no text detector ships"
     hold = Path(__file__).parent / "data" / "shipped-holdout-text"
-    meta = json.loads((hold / "labels.json").read_text())
+    meta = read_holdout(hold)
     assert meta["corpus_hash"] == defaults["text_corpus_hash"]
     names = sorted(meta["labels"])
     labels = np.array([meta["labels"][n] for n in names])
@@ -146,7 +147,7 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
     assert defaults.get("face"), "no face detector ships"
     hold = Path(__file__).parent / "data" / "shipped-holdout-faces"
-    meta = json.loads((hold / "labels.json").read_text())
+    meta = read_holdout(hold)
     assert meta["corpus_hash"] == defaults["face_corpus_hash"]
     (det,) = load_detectors(defaults["face"])
     crops = sorted(n for n in meta["labels"] if n.endswith(".png"))
@@ -168,8 +169,6 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
 def test_held_out_samples_share_one_schema():
     """Every held-out sample (image, face, text, video-rule clips) is written by
     detect.release in one schema."""
-    from detect.release import read_holdout
-
     folders = sorted((Path(__file__).parent / "data").glob("shipped-holdout*"))
     assert len(folders) == 4
     for d in folders:

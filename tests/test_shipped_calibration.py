@@ -11,13 +11,14 @@ import pytest
 from scipy.stats import binom
 
 from detect.media import load
+from detect.release import read_holdout
 from detect.scan import MODELS_DIR, load_detectors, scan_item
 
 DATA = Path(__file__).parent / "data"
 
 
 def holdout(name: str) -> tuple[list[Path], np.ndarray]:
-    meta = json.loads((DATA / name / "labels.json").read_text())
+    meta = read_holdout(DATA / name)
     names = sorted(meta["labels"])
     return [DATA / name / n for n in names], np.array([meta["labels"][n] for n in names])
 
