@@ -13,7 +13,8 @@ clips, which support no target below ~20%. This script
    into calib and test clips (the recipe's own seed, so other camera paths than the faces
    corpus' clips);
 2. scores every clip once with the face model (``--model``, the shipped one by default),
-   caching the scores in ``WORK/clip-scores.jsonl`` so an interrupted run resumes;
+   caching the scores in ``WORK/clip-scores-<network digest>.jsonl`` so an interrupted run
+   resumes (and another network never reuses them);
 3. fits the video rule on the calib clips and measures, on the held-out test clips, the realised
    FPR of the new rule and of the old one, each with a Clopper-Pearson 95% interval, at the
    target and at a few other FPRs, plus the video AUROC;
@@ -48,14 +49,19 @@ def log(msg: str) -> None:
     print(f"video-calibration: {msg}", file=sys.stderr, flush=True)
 
 
-def clopper_pearson(k: int, n: int, conf: float = 0.95) -> list[float]:
-    """Exact binomial interval of a rate k / n."""
-    from scipy.stats import beta
+def network_digest(model_dir: Path) -> str:
+    """sha256 of a saved face model's network tensors (its calibration scores left out), so
+    clip scores cached for one network are never reused for another."""
+    import hashlib
 
-    a = (1 - conf) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return [round(lo, 4), round(hi, 4)]
+    from safetensors.numpy import load_file
+
+    t = load_file(str(Path(model_dir) / "weights.safetensors"))
+    h = hashlib.sha256()
+    for k in sorted(k for k in t if not k.startswith(("calib.", "video."))):
+        h.update(k.encode())
+        h.update(t[k].tobytes())
+    return h.hexdigest()
 
 
 def clip_scores(det: Any, corpus: Any, cache: Path) -> dict[str, float]:
@@ -92,7 +98,7 @@ def realised(cal: Any, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]
             "supports_fpr": round(cal.supports_fpr, 4), "supported": cal.supported,
             "test_reals": int(real.size), "false_positives": k,
             "realised_fpr": round(k / max(1, real.size), 4),
-            "realised_fpr_ci95": clopper_pearson(k, int(real.size)),
+            "realised_fpr_ci95": M.clopper_pearson(k, int(real.size)),
             "tpr": round(float((scores[labels == 1] > cal.threshold).mean()), 4)}
 
 
@@ -144,8 +150,8 @@ def markdown(res: dict[str, Any]) -> str:
               "(other camera paths, zooms and forgeries), so the realised FPR is measured in "
               "distribution; it says nothing about other people or real footage.", "",
               f"Machine: {res['machine']}. This run took {res['seconds']} s (clip scores are "
-              "cached in WORK/clip-scores.jsonl; scoring all 1,700 clips from nothing took "
-              "24 min with one torch thread on a loaded 2-core machine, 1.2 clips/s). "
+              "cached in WORK/clip-scores-<network>.jsonl; scoring all 1,700 clips from nothing "
+              "took 24 min with one torch thread on a loaded 2-core machine, 1.2 clips/s). "
               f"Command: `{COMMAND}`.", "",
               "![video scores](scores.png)", ""]
     return "\n".join(lines)
@@ -208,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(a.model) if a.model else shipped_models()["face-meso4"]
     old = load_detector(model_dir)
     new = load_detector(model_dir)
-    if getattr(old, "video_calibration_", None) is None:
+    # "old": the model's rule before this recalibration; a model already calibrated on these
+    # clips (the shipped one, after --ship) has no other rule to compare with
+    if getattr(old, "video_calibration_", None) is None or \
+            (getattr(old, "video_calibrated_on_", None) or {}).get("content_hash") == \
+            corpus.content_hash:
         old = None
-    scores = clip_scores(new, corpus, work / "clip-scores.jsonl")
+    scores = clip_scores(new, corpus,
+                         work / f"clip-scores-{network_digest(model_dir)[:16]}.jsonl")
     calib = corpus.split("calib").filter(lambda r: r.modality == "video")
     new.set_video_calibration(
         np.array([scores[r.id] for r in calib.records]), calib.labels, FrameSampling(n=16),
