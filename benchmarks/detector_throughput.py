@@ -1,7 +1,7 @@
 """Detector throughput at 256², 512² and 1024², next to the bare decode time.
 
 Each detector scores a real photograph (scikit-image's astronaut, resized) loaded from PNG and
-from JPEG; decode = ``detect.media.load`` alone (sniff, limits, sha256, Pillow decode). Median of
+from JPEG; decode = ``detect.io.media.load`` alone (sniff, limits, sha256, Pillow decode). Median of
 ``--repeats`` runs after a warm-up, one image at a time as ``unmask scan`` does.
 
     python benchmarks/detector_throughput.py [--model DIR ...] [--repeats 5]
@@ -22,8 +22,8 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.runner import machine
-from detect.media import load
-from detect.scan import load_detectors, shipped_models
+from detect.core.models import load_detectors, shipped_models
+from detect.io.media import load
 
 OUT = Path(__file__).parent / "results"
 SIZES = (256, 512, 1024)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
-from detect.resources import recipe_path  # noqa: E402
+from detect.core.resources import recipe_path  # noqa: E402
 
 DETECTORS = ["face-meso4", "face-efficientnet", "face-xception"]
 SHIP = "face-meso4"
@@ -69,8 +69,8 @@ def table(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None
 
 
 def train(name: str, corpus: Any, work: Path, retrain: bool) -> Any:
-    from detect.detectors.base import load_detector
-    from detect.registry import detectors
+    from detect.core.detector import load_detector
+    from detect.core.registry import detectors
 
     d = work / "models" / name
     if (d / "weights.safetensors").exists() and not retrain:
@@ -114,7 +114,7 @@ def evaluate(det: Any, corpus: Any) -> dict[str, Any]:
         vids.append((r, fs, a))
     res["clips_per_s"] = round(len(vids) / max(time.time() - t0, 1e-9), 2)
     res["frames"] = table(np.array(frame_l), np.array(frame_s), thr)
-    from detect.detectors.face import aggregate
+    from detect.face.detector import aggregate
 
     vl = np.array([r.label for r, _, _ in vids])
     res["videos"] = {}
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         first = results[a.detectors[0]]
         clip = first.get("_forged_clip")
         if clip is not None:
-            from detect.inspect import inspect_item, timeline_png
+            from detect.app.inspect import inspect_item, timeline_png
 
             r = clip[0]
             item = next(iter(corpus.filter(lambda x: x.id == r.id).iter_items()))
@@ -256,7 +256,7 @@ def save_holdout(corpus: Any, n: int = 24) -> Any:
     meant for) and two test clips (one real, one forged), for tests/test_shipped.py."""
     import random
 
-    from detect.release import Holdout
+    from detect.app.release import Holdout
 
     test = corpus.split("test")
     real = [r for r in test.records if r.modality == "image" and r.label == 0]
@@ -271,8 +271,8 @@ def save_holdout(corpus: Any, n: int = 24) -> Any:
 
 
 def ship(model_dir: Path, corpus: Any) -> None:
-    """The face model as the "face" default, with its held-out sample (detect.release)."""
-    from detect.release import release
+    """The face model as the "face" default, with its held-out sample (detect.app.release)."""
+    from detect.app.release import release
 
     release({model_dir.name: model_dir},
             defaults={"face": [model_dir.name], "face_recipe": "datasets/recipes/faces.toml",

@@ -26,8 +26,8 @@ from typing import Any
 
 from benchmarks.lofo import train_fold
 from benchmarks.runner import evaluate, machine, machine_line, parse_attack
-from detect.corpus import Corpus
-from detect.detectors.base import load_detector
+from detect.core.detector import load_detector
+from detect.io.corpus import Corpus
 
 
 def origin_formats(corpus: Corpus) -> dict[str, dict[str, int]]:

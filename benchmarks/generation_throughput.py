@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.runner import machine
-from detect.registry import generators
+from detect.core.registry import generators
 
 OUT = Path(__file__).parent / "results"
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from benchmarks import metrics as M
 from benchmarks.runner import evaluate, machine, machine_line, parse_attack, plot_roc
-from detect.corpus import Corpus
-from detect.detectors.base import load_detector
-from detect.registry import detectors
+from detect.core.detector import load_detector
+from detect.core.registry import detectors
+from detect.io.corpus import Corpus
 
 ROBUSTNESS = ["jpeg:quality=95", "jpeg:quality=75", "jpeg:quality=50", "jpeg:quality=30",
               "resize:scale=0.5", "resize:scale=0.75", "resize:scale=1.5", "crop:fraction=0.75",
@@ -60,7 +60,7 @@ def shared_reconstructor(name: str, corpus: Corpus, work: Path) -> Path:
     that made the fakes."""
     import numpy as np
 
-    from detect.detectors.base import as_image
+    from detect.core.detector import as_image
 
     d = work / "reconstructors" / name
     if (d / "config.json").exists():
@@ -103,7 +103,7 @@ def stored_scores(d: Path, cond: str, test_hash: str, compute: Any) -> Any:
 
 def recon_family(name: str) -> str | None:
     """The generator family of a recon detector's registered reconstructor (else None)."""
-    from detect.registry import generators
+    from detect.core.registry import generators
 
     base = name.removesuffix("@whitebox")
     if not base.startswith("recon-"):

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from detect.corpus import Corpus
-from detect.detectors.base import load_detector
-from detect.registry import attacks as attack_registry
+from detect.core.detector import load_detector
+from detect.core.registry import attacks as attack_registry
+from detect.io.corpus import Corpus
 
 from . import metrics as M
 
@@ -80,7 +80,7 @@ def run(corpus_dir: str | Path, model_dirs: list[str | Path], out_dir: str | Pat
     view = corpus.split(split).filter(lambda r: r.modality == "image")
     labels = view.labels
     if len(set(labels.tolist())) < 2:
-        from detect.errors import ConfigError
+        from detect.core.errors import ConfigError
 
         raise ConfigError(f"{corpus_dir}: split {split!r} needs real and synthetic images to "
                           f"bench on (has {view.counts().get(split, {}) or 'none'})")

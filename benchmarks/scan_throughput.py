@@ -65,7 +65,7 @@ def run_one(folder: Path, engine: str, workers: int) -> dict:
 
 
 def bare_decode(files: list[Path]) -> float:
-    from detect.media import load
+    from detect.io.media import load
 
     t = time.perf_counter()
     for f in files:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
-from detect.resources import recipe_path  # noqa: E402
+from detect.core.resources import recipe_path  # noqa: E402
 
 ZERO_SHOT = ["lm-fastdetect", "lm-binoculars", "lm-fastdetect-xref", "lm-likelihood",
              "lm-logrank", "lm-lrr", "lm-entropy", "lm-gltr"]
@@ -84,8 +84,8 @@ def pick_scorers(lms: dict[str, dict[str, Any]], observer: str | None,
 
 def train_all(corpus: Any, names: list[str], work: Path, observer: Path,
               performer: Path | None) -> dict[str, Any]:
-    from detect.detectors.base import load_detector
-    from detect.registry import detectors
+    from detect.core.detector import load_detector
+    from detect.core.registry import detectors
 
     dets = {}
     for name in names:
@@ -130,7 +130,7 @@ def _metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
 def evaluate(dets: dict[str, Any], corpus: Any, held_sampling: set[str],
              held_gens: set[str], attack_human: list[str], seed: int) -> dict[str, Any]:
     from detect.attacks.text import CopyPasteMix
-    from detect.registry import attacks
+    from detect.core.registry import attacks
 
     test = corpus.split("test").filter(lambda r: r.modality == "text")
     recs = test.records
@@ -347,14 +347,14 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: Any,
          names: list[str]) -> None:
-    """Ship the LMs and detectors (detect.release); zero-shot ones point at the shipped LMs."""
+    """Ship the LMs and detectors (detect.app.release); zero-shot ones point at the shipped LMs."""
     import tempfile
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from detect.detectors.base import load_detector
-    from detect.release import Holdout, default_models_dir, release
+    from detect.app.release import Holdout, default_models_dir, release
+    from detect.core.detector import load_detector
     from detect.text.zeroshot import HUMAN_CALIBRATION
 
     shipped_dir = default_models_dir()  # refuses an installed package before any work

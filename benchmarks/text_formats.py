@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError
+from detect.core.errors import ConfigError
 
 
 def read_fastdetect_json(path: str | Path) -> tuple[list[str], list[int], list[str]]:

@@ -7,7 +7,7 @@ the paragraphs is held out: their openings are the prompts, their text the human
 
 For every scheme it generates watermarked continuations with transformers' ``generate(...,
 watermarking_config=...)``, decodes them, and verifies from the *text* (re-tokenised) with
-``detect.watermark.text``. Reported: detection rate at target FPR 1e-6 and 1e-2 and mean z
+``detect.evidence.watermark.text``. Reported: detection rate at target FPR 1e-6 and 1e-2 and mean z
 against length; robustness at 200 tokens to word substitution and deletion; copy-paste mixing
 (a watermarked stretch inside human text, whole-text test against the windowed scan); false
 positives on held-out human text and on unwatermarked output of the same model.
@@ -112,7 +112,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from detect.watermark.text import (
+    from detect.evidence.watermark.text import (
         TextWatermarkKey,
         retokenization_drift,
         scan_kgw,

@@ -5,7 +5,7 @@
     python benchmarks/video_calibration.py --work runs/video-calib --ship   # and ship the rule
 
 A threshold at a false-positive rate a needs about 4 / a real calibration samples
-(``detect.calibration.supported_fpr``): the rule shipped with ``face-meso4`` rested on 10 real
+(``detect.core.calibration.supported_fpr``): the rule shipped with ``face-meso4`` rested on 10 real
 clips, which support no target below ~20%. This script
 
 1. builds (or resumes) the clips of ``datasets/recipes/faces-video-calib.toml``: a virtual
@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from detect.detectors.base import load_detector
-    from detect.scan import shipped_models
-    from detect.video import FrameSampling
+    from detect.core.detector import load_detector
+    from detect.core.models import shipped_models
+    from detect.io.video import FrameSampling
     from generators.recipe import build
 
     torch.set_num_threads(a.threads)
@@ -257,7 +257,7 @@ def ship(det: Any, tmp: Path, corpus: Any, n_real: int = 24, n_forged: int = 6) 
     real: the shipped-model test checks the rule's realised FPR on them)."""
     import random
 
-    from detect.release import Holdout, release
+    from detect.app.release import Holdout, release
 
     det.save(tmp)
     test = [r for r in corpus.split("test").records if r.modality == "video"]

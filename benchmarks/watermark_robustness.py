@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.auto import tqdm
 
-    from detect.registry import attacks
-    from detect.watermark.image import CATALOG, Payload, embed, verify_image
+    from detect.core.registry import attacks
+    from detect.evidence.watermark.image import CATALOG, Payload, embed, verify_image
 
     imgs = _photos(a.images, a.size)
     atk = {name: (attacks.create(kind, **kw) if kind != "none" else (lambda x: x))

@@ -11,13 +11,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Item": "detect.types", "Sample": "detect.types", "Provenance": "detect.types",
-    "Finding": "detect.types", "UnmaskError": "detect.errors", "InputError": "detect.errors",
-    "ConfigError": "detect.errors", "ModelError": "detect.errors", "Corpus": "detect.corpus",
-    "CorpusWriter": "detect.corpus", "Detector": "detect.detectors.base",
-    "load_detector": "detect.detectors.base", "load": "detect.media", "Limits": "detect.media",
-    "detectors": "detect.registry", "generators": "detect.registry", "attacks": "detect.registry",
-    "scan": "detect.scan",
+    "Item": "detect.core.types", "Sample": "detect.core.types",
+    "Provenance": "detect.core.types", "Finding": "detect.core.types",
+    "UnmaskError": "detect.core.errors", "InputError": "detect.core.errors",
+    "ConfigError": "detect.core.errors", "ModelError": "detect.core.errors",
+    "Corpus": "detect.io.corpus", "CorpusWriter": "detect.io.corpus",
+    "Detector": "detect.core.detector", "load_detector": "detect.core.detector",
+    "load": "detect.io.media", "Limits": "detect.io.media",
+    "detectors": "detect.core.registry", "generators": "detect.core.registry",
+    "attacks": "detect.core.registry", "scan": "detect.app.scan",
 }
 
 __all__ = sorted(_LAZY)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError
-from detect.registry import attacks
+from detect.core.errors import ConfigError
+from detect.core.registry import attacks
 
 # the ops a recipe may name, with the recipe's own defaults where they differ from the attack's
 STEPS: dict[str, dict[str, Any]] = {"jpeg": {"quality": 90}, "resize": {}}

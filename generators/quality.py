@@ -14,7 +14,7 @@ import numpy as np
 
 def patch_features(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, F) features that respond to colour, texture and upsampling."""
-    from detect.detectors.spectrum import spectrum_features
+    from detect.image.spectrum import spectrum_features
 
     x = images.astype(np.float64) / 255.0
     mean = x.mean(axis=(1, 2))

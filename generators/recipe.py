@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from detect.corpus import SPLITS, Corpus, CorpusWriter
-from detect.errors import ConfigError
-from detect.registry import generators
+from detect.core.errors import ConfigError
+from detect.core.registry import generators
+from detect.io.corpus import SPLITS, Corpus, CorpusWriter
 
 from .splits import fake_split
 from .training import report_generator, trained_generator  # noqa: F401 - the CLI imports it here

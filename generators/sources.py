@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.errors import ConfigError
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError
+from detect.core.types import Provenance, Sample
 
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 # Natural photographs among opencv-doc's sample data (drawings, charts, calibration boards left out)
@@ -58,8 +58,8 @@ def _sklearn() -> Iterator[Photo]:
 
 
 def _folder(path: Path, names: list[str] | None = None, origin: str = "folder") -> Iterator[Photo]:
-    from detect.errors import InputError
-    from detect.media import iter_paths, load
+    from detect.core.errors import InputError
+    from detect.io.media import iter_paths, load
 
     if not path.is_dir():
         raise ConfigError(f"image folder {path} does not exist")

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError
-from detect.registry import generators
+from detect.core.errors import ConfigError
+from detect.core.registry import generators
 
 
 def trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.ndarray,

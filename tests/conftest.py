@@ -65,7 +65,7 @@ def tiny_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_models(tiny_corpus, tmp_path_factory):
     """name -> saved model dir, for every registered ``*-test`` detector."""
-    from detect.registry import detectors
+    from detect.core.registry import detectors
 
     root = tmp_path_factory.mktemp("models")
     out = {}
@@ -95,8 +95,8 @@ def tiny_text_corpus(tiny_text_lm, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks.text_watermark import split_paragraphs
-    from detect.corpus import CorpusWriter
-    from detect.types import Provenance, Sample
+    from detect.core.types import Provenance, Sample
+    from detect.io.corpus import CorpusWriter
 
     tok = AutoTokenizer.from_pretrained(tiny_text_lm)
     model = AutoModelForCausalLM.from_pretrained(tiny_text_lm).eval()
@@ -148,7 +148,7 @@ def tiny_face_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def face_model(tiny_face_corpus, tmp_path_factory):
     """The tiny MesoNet trained and calibrated (faces and clips) on it, saved to a folder."""
-    from detect.registry import detectors
+    from detect.core.registry import detectors
 
     det = detectors.create("face-test").fit(tiny_face_corpus)
     return det.save(tmp_path_factory.mktemp("face-model") / "face-test")

@@ -101,8 +101,8 @@ def test_format_bias_control(tiny_corpus, tmp_path):
 def test_fusion_of_shipped_models_stores_them_by_name(tiny_corpus, tmp_path):
     import numpy as np
 
-    from detect.detectors.base import load_detector
-    from detect.registry import detectors
+    from detect.core.detector import load_detector
+    from detect.core.registry import detectors
 
     fused = detectors.create("fusion").fit(tiny_corpus)  # members: the shipped defaults
     d = fused.save(tmp_path / "fusion")
@@ -128,7 +128,7 @@ def test_bench_keeps_two_models_of_one_name_apart_and_refuses_a_one_class_split(
     import shutil
 
     from benchmarks.runner import run as bench
-    from detect.errors import ConfigError
+    from detect.core.errors import ConfigError
 
     a = trained_models["spectrum-test"]
     b = tmp_path / "copy"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
-from detect.c2pa_manifest import SOURCE_TYPE_AI, read_c2pa
+from detect.evidence.c2pa import SOURCE_TYPE_AI, read_c2pa
 
 DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 _NO_USAGE = dict(content_commitment=False, key_encipherment=False, data_encipherment=False,
@@ -245,6 +245,6 @@ def test_c2pa_refuses_certificates_outside_its_profile(options):
 
 
 def test_import_does_not_load_c2pa():
-    code = "import sys, detect.c2pa_manifest; print('c2pa' in sys.modules)"
+    code = "import sys, detect.evidence.c2pa; print('c2pa' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

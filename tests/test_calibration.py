@@ -1,4 +1,4 @@
-"""Tests for detect.calibration: thresholds at a stated false-positive rate, and verdicts."""
+"""Tests for detect.core.calibration: thresholds at a stated false-positive rate, and verdicts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from detect.calibration import Calibration, supported_fpr, threshold_at_fpr
-from detect.errors import ConfigError
+from detect.core.calibration import Calibration, supported_fpr, threshold_at_fpr
+from detect.core.errors import ConfigError
 
 REAL_0_TO_99 = np.arange(100, dtype=np.float64)
 
@@ -172,7 +172,7 @@ def test_realised_fpr_on_fresh_reals_matches_target():
 def test_finding_json_never_fails_on_non_finite_numbers():
     import json
 
-    from detect.types import Finding
+    from detect.core.types import Finding
 
     f = Finding(path="x.png", verdict="error", score=float("nan"),
                 detectors={"d": {"score": float("inf"), "tiles": [1.0, float("-inf")]}})

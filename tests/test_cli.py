@@ -188,7 +188,7 @@ def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_p
     to the members by name (no second copy of their weights in the package)."""
     from conftest import TINY_RECIPE
 
-    from detect.release import release
+    from detect.app.release import release
 
     out = tmp_path / "qs"
     unmask("quickstart", "--recipe", TINY_RECIPE, "--out", out, "--target-fpr", "0.05",
@@ -211,8 +211,8 @@ def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_p
     assert again["state"]["members"] == ["spectrum-test", "npr-test"]
     assert json.loads((shipped / "defaults.json").read_text())["image"] == ["fusion-test"]
     # one release of the members and their fusion together, with a held-out sample
-    from detect.corpus import Corpus
-    from detect.release import Holdout, read_holdout
+    from detect.app.release import Holdout, read_holdout
+    from detect.io.corpus import Corpus
 
     corpus = Corpus.open(out / "corpus")
     picked = corpus.split("test").records[:4]
@@ -229,7 +229,7 @@ def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_p
     # a member that is not the shipped one is refused rather than silently swapped
     (shipped / "npr-test" / "weights.safetensors").write_bytes(
         (shipped / "spectrum-test" / "weights.safetensors").read_bytes())
-    from detect.errors import ConfigError
+    from detect.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="differs from the shipped npr-test"):
         release({"fusion-test": out / "models" / "fusion-test"}, defaults={}, dest=shipped)

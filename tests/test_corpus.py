@@ -1,4 +1,4 @@
-"""Tests for detect.corpus: writing, resuming, hashing and validating corpora on disk."""
+"""Tests for detect.io.corpus: writing, resuming, hashing and validating corpora on disk."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detect.corpus import CORPUS_SCHEMA, Corpus, CorpusWriter, content_hash
-from detect.errors import ConfigError
-from detect.types import SAMPLE_SCHEMA, Provenance, Sample
+from detect.core.errors import ConfigError
+from detect.core.types import SAMPLE_SCHEMA, Provenance, Sample
+from detect.io.corpus import CORPUS_SCHEMA, Corpus, CorpusWriter, content_hash
 
 RECIPE = {"name": "unit", "items": 6, "size": 8}
 SEED = 7

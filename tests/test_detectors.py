@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from benchmarks import metrics
-from detect.corpus import Corpus
-from detect.detectors.base import load_detector, tile_positions, tiles
-from detect.errors import ConfigError, InputError, ModelError
-from detect.registry import detectors
+from detect.core.detector import load_detector, tile_positions, tiles
+from detect.core.errors import ConfigError, InputError, ModelError
+from detect.core.registry import detectors
+from detect.io.corpus import Corpus
 
 TEST_DETECTORS = detectors.names("*-test")
 # the checks that fit, tile and score run on the image corpus; text detectors have their own
@@ -141,7 +141,7 @@ def test_corpus_used_by_fit_is_recorded(trained_models, tiny_corpus):
 def test_npr_residual_vanishes_on_nearest_upsampled_images():
     import torch
 
-    from detect.detectors.npr import npr_residual
+    from detect.image.npr import npr_residual
 
     small = torch.randn(2, 3, 8, 8)
     up = torch.nn.functional.interpolate(small, scale_factor=2, mode="nearest")

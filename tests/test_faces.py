@@ -10,8 +10,8 @@ import facenet_pytorch  # noqa: F401  (installed by scripts/setup.sh: missing is
 import numpy as np
 import pytest
 
-from detect.errors import ConfigError
-from detect.faces import Face, FaceFinder, crop_face
+from detect.core.errors import ConfigError
+from detect.face.find import Face, FaceFinder, crop_face
 
 FACE_RECIPE = Path(__file__).parent.parent / "datasets" / "recipes" / "faces-tiny-test.toml"
 
@@ -125,7 +125,7 @@ def test_face_corpus_splits_by_identity(tiny_face_corpus):
 
 
 def test_face_corpus_clips_are_labelled_per_frame(tiny_face_corpus):
-    from detect.video import decoded
+    from detect.io.video import decoded
 
     clips = tiny_face_corpus.filter(lambda r: r.modality == "video")
     assert len(clips) == 6
@@ -169,7 +169,7 @@ def test_face_detector_learns(tiny_face_corpus):
     """Enough epochs on the tiny corpus separate its train faces: the network and the crops
     carry the signal (held-out performance is the benchmark's job, on a real-size corpus)."""
     from benchmarks.metrics import auroc
-    from detect.registry import detectors
+    from detect.core.registry import detectors
 
     det = detectors.create("face-test", epochs=60, timm_kwargs={"width": 8}).fit(
         tiny_face_corpus)
@@ -179,7 +179,7 @@ def test_face_detector_learns(tiny_face_corpus):
 
 
 def test_face_model_saves_and_loads(face_model, tiny_face_corpus):
-    from detect.detectors.base import load_detector
+    from detect.core.detector import load_detector
 
     det = load_detector(face_model)
     cfg = json.loads((face_model / "config.json").read_text())
@@ -200,8 +200,9 @@ def _png(path, arr):
 def test_scan_photo_with_and_without_a_face(face_model, trained_models, astronaut, tmp_path):
     from skimage import data
 
-    from detect.media import load
-    from detect.scan import load_detectors, scan_item
+    from detect.app.scan import scan_item
+    from detect.core.models import load_detectors
+    from detect.io.media import load
 
     dets = load_detectors(model_dirs=[face_model, trained_models["spectrum-test"]])
     # the tiny models' calibration splits hold tens of reals: at 1% the face rule abstains,
@@ -241,7 +242,7 @@ def test_scan_and_inspect_a_video(face_model, tiny_face_corpus, tmp_path, capsys
     shutil.copy(tiny_face_corpus.root / clip.path, video)
     bad = tmp_path / "broken.avi"
     bad.write_bytes(video.read_bytes()[: len(video.read_bytes()) * 2 // 5])
-    from detect.detectors.base import load_detector
+    from detect.core.detector import load_detector
 
     # the tiny corpus has a handful of calib clips: scan at an FPR its video rule supports
     fpr = load_detector(face_model).video_calibration_for().supports_fpr
@@ -268,9 +269,9 @@ def test_scan_and_inspect_a_video(face_model, tiny_face_corpus, tmp_path, capsys
 
 
 def test_image_detectors_on_a_video_average_its_frames(trained_models, tiny_face_corpus):
-    from detect.detectors.base import load_detector
-    from detect.media import Limits
-    from detect.video import FrameSampling, decode_item
+    from detect.core.detector import load_detector
+    from detect.io.media import Limits
+    from detect.io.video import FrameSampling, decode_item
 
     det = load_detector(trained_models["spectrum-test"])
     clips = tiny_face_corpus.filter(lambda r: r.modality == "video")

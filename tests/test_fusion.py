@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks import metrics
-from detect.detectors.base import load_detector
-from detect.errors import ConfigError
-from detect.registry import detectors
+from detect.core.detector import load_detector
+from detect.core.errors import ConfigError
+from detect.core.registry import detectors
 
 
 def test_max_p_is_the_strongest_member_evidence(trained_models, tiny_corpus, tmp_path):
@@ -41,7 +41,8 @@ def test_unknown_fusion_method_is_refused():
 def test_scan_scores_shared_members_once(trained_models, tiny_corpus, tmp_path):
     """Loaded beside its own members (as the shipped defaults are), a fusion re-uses their
     scores in a scan instead of scoring every member a second time."""
-    from detect.scan import load_detectors, scan_item
+    from detect.app.scan import scan_item
+    from detect.core.models import load_detectors
 
     members = [str(trained_models["spectrum-test"]), str(trained_models["npr-test"])]
     fdir = detectors.create("fusion-test", members=members).fit(tiny_corpus) \
@@ -65,12 +66,12 @@ def test_fusion_refuses_a_shipped_member_whose_weights_changed(tiny_corpus, tmp_
     model cannot silently pair new member scores with the old fusion weights."""
     import shutil
 
-    from detect import scan
-    from detect.errors import ModelError
+    from detect.core import models
+    from detect.core.errors import ModelError
 
     fake_models = tmp_path / "models"
-    shutil.copytree(scan.MODELS_DIR, fake_models, ignore=shutil.ignore_patterns("fusion*"))
-    monkeypatch.setattr(scan, "MODELS_DIR", fake_models)
+    shutil.copytree(models.MODELS_DIR, fake_models, ignore=shutil.ignore_patterns("fusion*"))
+    monkeypatch.setattr(models, "MODELS_DIR", fake_models)
     fused = detectors.create("fusion", members=["cnn-resnet10t-slim", "spectrum-logreg"])
     d = fused.fit(tiny_corpus).save(tmp_path / "f")
     load_detector(d)  # unchanged members load

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect.corpus import Corpus
-from detect.errors import ConfigError, ModelError
-from detect.registry import generators
+from detect.core.errors import ConfigError, ModelError
+from detect.core.registry import generators
+from detect.io.corpus import Corpus
 from generators.image.base import file_sha256, load_generator
 from generators.quality import quality_report
 from generators.recipe import build

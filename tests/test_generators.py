@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import TINY_RECIPE
 
-from detect.corpus import Corpus
-from detect.errors import ConfigError
-from detect.registry import generators
+from detect.core.errors import ConfigError
+from detect.core.registry import generators
+from detect.io.corpus import Corpus
 from generators.recipe import build, load_recipe
 from generators.sources import assign_splits, photo_patches, photos
 
@@ -125,7 +125,7 @@ def test_recipe_corpus_is_labelled_split_and_leak_free(tiny_corpus):
 
 
 def test_interrupted_build_resumes(tiny_corpus, tmp_path, monkeypatch):
-    from detect.corpus import CorpusWriter
+    from detect.io.corpus import CorpusWriter
 
     out = tmp_path / "resumed"
     real_close = CorpusWriter.close

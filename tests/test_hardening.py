@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect.errors import InputError
-from detect.media import Limits, load_bytes
+from detect.core.errors import InputError
+from detect.io.media import Limits, load_bytes
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -44,7 +44,7 @@ def _png_bomb(side: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def samples():
-    from detect.video import encode_video
+    from detect.io.video import encode_video
 
     rng = np.random.default_rng(0)
     img = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
@@ -106,7 +106,7 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
 @pytest.mark.parametrize("kind", ["png", "jpeg", "text", "avi"])
 def test_fuzz_loaders(samples, kind):
     st = hypothesis.strategies
-    from detect.video import decode_item
+    from detect.io.video import decode_item
 
     limits = Limits(max_pixels=4_000_000, max_frames=10_000)
     ops = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2**31), st.integers(0, 255)),

@@ -9,8 +9,8 @@ import pytest
 
 CHECK = """
 import sys
-import detect, detect.cli, detect.scan, detect.corpus, detect.registry, detect.media
-from detect.registry import detectors
+import detect, detect.cli, detect.app.scan, detect.io.corpus, detect.core.registry, detect.io.media
+from detect.core.registry import detectors
 detectors.names()
 {extra}
 heavy = [m for m in ("torch", "timm", "diffusers", "transformers", "cv2", "generators",

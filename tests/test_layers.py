@@ -109,10 +109,10 @@ def test_detect_never_imports_generators_or_benchmarks_outside_the_cli():
 
 def test_the_import_reader_sees_relative_imports():
     g = _graph()
-    assert "detect.detectors.residuals" in g["detect.detectors.cnn"]
-    assert "detect.detectors.cnn" in g["detect.detectors.npr"]
+    assert "detect.image.residuals" in g["detect.image.cnn"]
+    assert "detect.image.cnn" in g["detect.image.npr"]
     assert "detect.attacks" in g["detect.attacks.text"]  # ``from . import Attack``
-    assert "detect.errors" in g["detect.registry"]
+    assert "detect.core.errors" in g["detect.core.registry"]
 
 
 def test_no_import_cycle_among_detect_modules_at_module_level():
@@ -136,3 +136,50 @@ def test_no_import_cycle_among_detect_modules_at_module_level():
         if m not in state:
             visit(m)
     assert not cycles, "module-level import cycles in detect:\n" + "\n".join(cycles)
+
+
+# The layers, bottom up. A module imports (at any depth, lazily or not) only its own package
+# and the layers below it: core knows nothing of media, image/text/evidence are peers that
+# never import one another, face builds on image (its networks and crops), app on every
+# modality, and the CLI is the shell over all of it.
+LAYERS = {"core": 0, "io": 1, "attacks": 2, "image": 3, "text": 3, "evidence": 3, "face": 4,
+          "app": 5, "cli": 6}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "detect" else None
+
+
+def _without_type_checking(tree: ast.Module) -> ast.Module:
+    """The tree minus ``if TYPE_CHECKING:`` blocks: imports for annotations only, never run."""
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST | list[ast.stmt]:
+            if "TYPE_CHECKING" in ast.unparse(node.test):
+                return [self.visit(s) for s in node.orelse]
+            return self.generic_visit(node)
+
+    return Strip().visit(tree)
+
+
+def test_every_detect_module_sits_in_a_layer():
+    loose = [n for n in MODULES if n != "detect" and _layer(n) not in LAYERS]
+    assert not loose, f"modules outside the layers {sorted(LAYERS)}: {loose}"
+
+
+def test_detect_imports_only_downward():
+    offenders = []
+    for name, path in MODULES.items():
+        here = _layer(name)
+        if here is None:  # detect/__init__.py: lazy names, resolved through importlib
+            continue
+        tree = _without_type_checking(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        for target, names, line in _imports(tree, name):
+            for t in _targets(target, names) if target.startswith("detect") else ():
+                there = _layer(t)
+                if there is None or there == here:
+                    continue
+                if LAYERS[there] >= LAYERS[here]:
+                    offenders.append(f"{path.relative_to(ROOT)}:{line} ({here}) imports {t} "
+                                     f"({there})")
+    assert not offenders, "imports that reach sideways or up:\n" + "\n".join(offenders)

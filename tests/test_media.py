@@ -1,4 +1,4 @@
-"""Tests for detect.media: bounded loading, sniffing and path expansion.
+"""Tests for detect.io.media: bounded loading, sniffing and path expansion.
 
 All fixtures are generated in tmp_path so nothing binary is shipped with the repo.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect.errors import InputError
-from detect.media import Limits, iter_paths, load, load_bytes, sniff
+from detect.core.errors import InputError
+from detect.io.media import Limits, iter_paths, load, load_bytes, sniff
 
 MAIN = Path(__file__).resolve().parents[1]
 
@@ -311,7 +311,7 @@ def test_video_sniffed_not_decoded(tmp_path, head, fmt):
     path = _write(tmp_path, "clip.bin", head + b"\x00" * 100)
     item = load(path)
     assert item.modality == "video" and item.format == fmt
-    assert item.content == path.read_bytes()  # kept for detect.video, decoded on demand
+    assert item.content == path.read_bytes()  # kept for detect.io.video, decoded on demand
     assert item.meta == {"container": fmt}
 
 
@@ -445,7 +445,7 @@ def test_iter_paths_explicit_hidden_file_is_kept(tmp_path):
 
 def test_import_does_not_pull_heavy_modules():
     code = (
-        "import detect.media, sys; "
+        "import detect.io.media, sys; "
         "assert 'torch' not in sys.modules; "
         "assert 'cv2' not in sys.modules; "
         "assert 'PIL.Image' not in sys.modules"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from detect.metadata import parse_a1111, read_metadata
+from detect.evidence.metadata import parse_a1111, read_metadata
 
 A1111 = ("a cat in a hat, oil painting\nNegative prompt: blurry, lowres\n"
          'Steps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1234, Size: 512x512, '
@@ -100,8 +100,9 @@ def test_inspect_reports_the_metadata(tmp_path, trained_models):
 
 
 def test_scan_record_carries_compact_generator_tags(tmp_path, trained_models):
-    from detect.media import load
-    from detect.scan import load_detectors, scan_item
+    from detect.app.scan import scan_item
+    from detect.core.models import load_detectors
+    from detect.io.media import load
 
     dets = load_detectors([], [trained_models["spectrum-test"]])
     tagged = scan_item(load(_png(tmp_path, "gen.png", size=32, parameters=A1111)), dets)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from benchmarks import metrics
-from detect.detectors.base import load_detector
-from detect.errors import ConfigError, ModelError
-from detect.registry import detectors, generators
+from detect.core.detector import load_detector
+from detect.core.errors import ConfigError, ModelError
+from detect.core.registry import detectors, generators
 
 
 def test_saved_model_carries_its_reconstructor(trained_models):

@@ -1,4 +1,4 @@
-"""Tests for detect.registry: lazy name -> class maps, suggestions, and entry-point plugins."""
+"""Tests for detect.core.registry: lazy name -> class maps, suggestions, and entry-point plugins."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from detect.errors import ConfigError
-from detect.registry import REGISTRIES, Registry, attacks, detectors, generators
+from detect.core.errors import ConfigError
+from detect.core.registry import REGISTRIES, Registry, attacks, detectors, generators
 
 MAIN = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_create_unknown_generator_suggests():
 
 
 def test_create_applies_defaults_and_sets_name():
-    from detect.detectors.spectrum import SpectrumDetector
+    from detect.image.spectrum import SpectrumDetector
 
     det = detectors.create("spectrum-test")
     assert isinstance(det, SpectrumDetector)
@@ -112,17 +112,17 @@ def test_bad_kwargs_raise_config_error():
 
 def test_register_rejects_duplicates_and_bad_targets():
     reg = Registry("thing", "unmask.tests-nonexistent-group")
-    reg.register("a", "detect.errors:ConfigError")
+    reg.register("a", "detect.core.errors:ConfigError")
     with pytest.raises(ConfigError, match="twice"):
-        reg.register("a", "detect.errors:ConfigError")
+        reg.register("a", "detect.core.errors:ConfigError")
     with pytest.raises(ConfigError, match="module:Class"):
-        reg.register("b", "detect.errors.ConfigError")
+        reg.register("b", "detect.core.errors.ConfigError")
 
 
 def test_unimportable_target_is_config_error():
     reg = Registry("thing", "unmask.tests-nonexistent-group")
     reg.register("missing-module", "detect.no_such_module:X")
-    reg.register("missing-attr", "detect.errors:NoSuchClass")
+    reg.register("missing-attr", "detect.core.errors:NoSuchClass")
     for name in ("missing-module", "missing-attr"):
         with pytest.raises(ConfigError, match="cannot import"):
             reg.create(name)
@@ -130,8 +130,8 @@ def test_unimportable_target_is_config_error():
 
 def test_get_class_resolves_dotted_attribute():
     reg = Registry("thing", "unmask.tests-nonexistent-group")
-    reg.register("nested", "detect.detectors.base:Detector.get_params")
-    from detect.detectors.base import Detector
+    reg.register("nested", "detect.core.detector:Detector.get_params")
+    from detect.core.detector import Detector
 
     assert reg.get_class("nested") is Detector.get_params
 
@@ -142,7 +142,7 @@ def test_get_class_resolves_dotted_attribute():
 def test_listing_never_imports_torch():
     code = (
         "import sys\n"
-        "import detect.registry as r\n"
+        "import detect.core.registry as r\n"
         "r.detectors.names(); r.generators.names(); r.attacks.names()\n"
         "r.detectors.entry('cnn-test'); r.generators.entry('dcgan')\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
@@ -169,7 +169,7 @@ def plugin_path(tmp_path, monkeypatch):
     _fake_distribution(
         tmp_path,
         "[unmask.detectors]\n"
-        "my-spectrum = detect.detectors.spectrum:SpectrumDetector\n"
+        "my-spectrum = detect.image.spectrum:SpectrumDetector\n"
         "spectrum-logreg = benchmarks.attacks:JPEG\n",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -180,7 +180,7 @@ def plugin_path(tmp_path, monkeypatch):
 
 
 def test_entry_point_plugin_is_listed_and_created(plugin_path):
-    from detect.detectors.spectrum import SpectrumDetector
+    from detect.image.spectrum import SpectrumDetector
 
     assert "my-spectrum" in detectors.names()
     assert detectors.names("my-*") == ["my-spectrum"]
@@ -196,11 +196,11 @@ def test_entry_point_plugin_is_listed_and_created(plugin_path):
 
 
 def test_plugin_cannot_override_builtin(plugin_path):
-    from detect.detectors.spectrum import SpectrumDetector
+    from detect.image.spectrum import SpectrumDetector
 
     entry = detectors.entry("spectrum-logreg")
     assert entry.plugin is None
-    assert entry.target == "detect.detectors.spectrum:SpectrumDetector"
+    assert entry.target == "detect.image.spectrum:SpectrumDetector"
     assert isinstance(detectors.create("spectrum-logreg"), SpectrumDetector)
     assert detectors.names().count("spectrum-logreg") == 1
 

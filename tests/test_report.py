@@ -66,7 +66,7 @@ def test_video_report_has_timeline_and_frames(face_model, tiny_face_corpus, tmp_
 
 
 def test_text_report_highlights_sentences(tmp_path, capsys):
-    from detect.scan import shipped_models
+    from detect.core.models import shipped_models
 
     # the shipped text models are in the repository (test_shipped checks them): never a skip
     assert "lm-fastdetect" in shipped_models()

@@ -115,12 +115,12 @@ def test_timeout_gives_one_error_record_and_the_scan_goes_on(inbox, trained_mode
                                                              monkeypatch):
     import time
 
-    import detect.scan
+    import detect.app.scan
 
     m = trained_models["spectrum-test"]
     slow = inbox / "slow.png"
     shutil.copy(inbox / "real2.png", slow)
-    real_load = detect.scan.load
+    real_load = detect.app.scan.load
 
     def load(path, *args, **kwargs):
         """Loading ``slow.png`` takes two minutes of Python-level waiting: far beyond the
@@ -132,7 +132,7 @@ def test_timeout_gives_one_error_record_and_the_scan_goes_on(inbox, trained_mode
                 time.sleep(0.01)
         return item
 
-    monkeypatch.setattr(detect.scan, "load", load)
+    monkeypatch.setattr(detect.app.scan, "load", load)
     # lazy imports are paid for first, without a timeout, so that no input below comes near it
     _scan(capsys, inbox / "real0.png", "-m", m, "--no-watermarks")
     timeout = 2.0  # a small PNG takes milliseconds once warm: a wide margin for slow machines

@@ -15,9 +15,9 @@ import uvicorn
 
 @pytest.fixture(scope="module")
 def server(trained_models, tiny_corpus):
-    from detect.media import Limits
-    from detect.scan import load_detectors
-    from detect.serve import create_app
+    from detect.app.serve import create_app
+    from detect.core.models import load_detectors
+    from detect.io.media import Limits
 
     dets = load_detectors(model_dirs=[trained_models["spectrum-test"]])
     app = create_app(dets, limits=Limits(max_bytes=200_000), watermarks=False)
@@ -60,8 +60,9 @@ def test_health(server):
 
 
 def test_upload_gives_the_scan_record(server, tiny_corpus, trained_models):
-    from detect.media import load
-    from detect.scan import load_detectors, scan_item
+    from detect.app.scan import scan_item
+    from detect.core.models import load_detectors
+    from detect.io.media import load
 
     r = tiny_corpus.split("test").records[0]
     data = (tiny_corpus.root / r.path).read_bytes()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect.registry import detectors
-from detect.release import read_holdout
-from detect.scan import MODELS_DIR, default_detector_names, load_detectors, shipped_models
+from detect.app.release import read_holdout
+from detect.core.models import MODELS_DIR, default_detector_names, load_detectors, shipped_models
+from detect.core.registry import detectors
 
 BUDGET_BYTES = 30 * 2**20  # all shipped models together
 
@@ -40,7 +40,7 @@ def test_default_models_still_separate_their_held_out_sample():
     """48 test-split items of the corpus the defaults were trained on (photos they never saw,
     GAN samples they never saw), saved beside the tests when the defaults were rebuilt."""
     from benchmarks.metrics import auroc
-    from detect.media import load
+    from detect.io.media import load
 
     hold = Path(__file__).parent / "data" / "shipped-holdout"
     meta = read_holdout(hold)
@@ -93,7 +93,7 @@ def test_shipped_models_outside_the_defaults_load_by_name_and_learned():
     """recon-vae ships (it has to be trained for ten minutes) but is not in the default scan:
     on the quickstart corpus it is weak (bench AUROC 0.69) and slow. Named, it works."""
     from benchmarks.metrics import auroc
-    from detect.media import load
+    from detect.io.media import load
 
     extra = [n for n in shipped_models() if n not in default_detector_names()]
     assert "recon-vae" in extra
@@ -116,7 +116,7 @@ def test_shipped_text_models_separate_their_held_out_sample(tmp_path):
     detectors fail), saved beside the tests when they were rebuilt; and a scan of a text file
     right after install."""
     from benchmarks.metrics import auroc
-    from detect.media import load
+    from detect.io.media import load
 
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
     assert defaults.get("text"), "no text detector ships"
@@ -142,7 +142,7 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
     """Test-split face crops of the corpus the face default was trained on (real faces and
     self-blends of people it never saw) and two test clips, saved when it was shipped."""
     from benchmarks.metrics import auroc
-    from detect.media import load
+    from detect.io.media import load
 
     defaults = json.loads((MODELS_DIR / "defaults.json").read_text())
     assert defaults.get("face"), "no face detector ships"
@@ -168,7 +168,7 @@ def test_shipped_face_model_separates_its_held_out_sample(tmp_path):
 
 def test_held_out_samples_share_one_schema():
     """Every held-out sample (image, face, text, video-rule clips) is written by
-    detect.release in one schema."""
+    detect.app.release in one schema."""
     folders = sorted((Path(__file__).parent / "data").glob("shipped-holdout*"))
     assert len(folders) == 4
     for d in folders:

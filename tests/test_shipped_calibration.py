@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from detect.media import load
-from detect.release import read_holdout
-from detect.scan import MODELS_DIR, load_detectors, scan_item
+from detect.app.release import read_holdout
+from detect.app.scan import scan_item
+from detect.core.models import MODELS_DIR, load_detectors
+from detect.io.media import load
 
 DATA = Path(__file__).parent / "data"
 
@@ -95,7 +96,7 @@ def test_video_rule_holds_its_fpr_on_held_out_real_clips(dets):
     det = dets[name]
     vcal = det.video_calibration_for()
     assert vcal is not None and vcal.supported, vcal.describe()
-    assert vcal.n_real >= 386  # detect.calibration.supported_fpr: 1% needs 386 reals
+    assert vcal.n_real >= 386  # detect.core.calibration.supported_fpr: 1% needs 386 reals
     recs = [scan_item(load(p), [det]) for p in paths]
     real = np.array([r.score for r, lab in zip(recs, labels, strict=True) if lab == 0],
                     dtype=float)

@@ -16,9 +16,9 @@ from detect.attacks.text import (
     WordSubstitute,
     ZeroWidth,
 )
-from detect.errors import ConfigError
-from detect.registry import attacks
-from detect.text.normalize import HOMOGLYPHS, normalize
+from detect.core.errors import ConfigError
+from detect.core.registry import attacks
+from detect.io.normalize import HOMOGLYPHS, normalize
 
 MACHINE = (
     "Solar panels convert sunlight into electricity using layers of silicon. When light "

@@ -12,8 +12,8 @@ import torch
 import transformers  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
 
 from benchmarks.metrics import auroc
-from detect.detectors.base import load_detector
-from detect.registry import detectors
+from detect.core.detector import load_detector
+from detect.core.registry import detectors
 from detect.text.base import bucket_of, count_tokens
 from detect.text.lm import LMScorer, statistic
 
@@ -180,7 +180,7 @@ def test_scan_and_inspect_a_text_file(fitted, tiny_text_corpus, tmp_path):
     r = unmask("inspect", f, "-m", d)
     rep = json.loads(r.stdout)
     sents = rep["detectors"]["lm-fastdetect"]["sentences"]
-    from detect.text.normalize import normalize
+    from detect.io.normalize import normalize
 
     seen = normalize(f.read_text(encoding="utf-8")).text  # spans index the text as scored
     assert sents and all(seen[s["start"]:s["end"]] == s["text"] for s in sents)

@@ -11,7 +11,7 @@ from benchmarks.text_formats import (
     write_fastdetect_json,
     write_raid_predictions,
 )
-from detect.errors import ConfigError
+from detect.core.errors import ConfigError
 
 
 def test_fastdetect_round_trip(tmp_path):

@@ -18,10 +18,10 @@ import pytest
 import torch
 import transformers  # noqa: F401  (hard dependencies: missing is a failure, never a skip)
 
-from detect.corpus import Corpus, CorpusWriter
-from detect.errors import ConfigError, ModelError
-from detect.registry import generators
-from detect.watermark.text import TextWatermarkKey, verify_text
+from detect.core.errors import ConfigError, ModelError
+from detect.core.registry import generators
+from detect.evidence.watermark.text import TextWatermarkKey, verify_text
+from detect.io.corpus import Corpus, CorpusWriter
 from generators.recipe import build, load_recipe
 from generators.text import sources
 from generators.text.lm import (

@@ -1,5 +1,5 @@
-"""Tests for detect.text.normalize (normalize, language_check) and the text-decoding policy
-of detect.media (strict vs replace)."""
+"""Tests for detect.io.normalize (normalize, language_check) and the text-decoding policy
+of detect.io.media (strict vs replace)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import hypothesis  # the [dev] extra, installed by setup.sh: missing is a failur
 import numpy as np
 import pytest
 
-from detect.errors import ConfigError, InputError
-from detect.media import Limits, load, load_bytes
-from detect.text import normalize as N
-from detect.text.normalize import HOMOGLYPHS, LATIN_LOOKALIKES, language_check, normalize
+from detect.core.errors import ConfigError, InputError
+from detect.io import normalize as N
+from detect.io.media import Limits, load, load_bytes
+from detect.io.normalize import HOMOGLYPHS, LATIN_LOOKALIKES, language_check, normalize
 
 ENGLISH = (
     "The committee met on Tuesday to review the budget for the coming year. Most of the "

@@ -14,9 +14,9 @@ import torch
 import transformers  # noqa: F401
 
 from benchmarks.metrics import auroc
-from detect.detectors.base import load_detector
-from detect.errors import ConfigError
-from detect.registry import detectors
+from detect.core.detector import load_detector
+from detect.core.errors import ConfigError
+from detect.core.registry import detectors
 from detect.text.base import count_tokens
 from detect.text.supervised import TfidfDetector, TransformerClassifier, window_starts
 

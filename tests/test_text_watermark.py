@@ -24,8 +24,8 @@ from benchmarks.text_watermark import (
     split_paragraphs,
     train_tokenizer,
 )
-from detect.errors import ConfigError
-from detect.watermark.text import (
+from detect.core.errors import ConfigError
+from detect.evidence.watermark.text import (
     KEY_SCHEMA,
     KeyMismatchWarning,
     TextWatermarkKey,
@@ -318,7 +318,7 @@ def test_synthid_null_is_independent_fair_coins(synthid):
 
 
 def test_import_detect_watermark_text_stays_light():
-    code = ("import sys, detect, detect.watermark.text as t; "
+    code = ("import sys, detect, detect.evidence.watermark.text as t; "
             "assert not [m for m in ('torch', 'transformers', 'scipy') if m in sys.modules]")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1,4 +1,4 @@
-"""Tests for detect.video: decoding sampled frames from untrusted video files, and encoding.
+"""Tests for detect.io.video: decoding sampled frames from untrusted video files, and encoding.
 
 Every clip is encoded here, in tmp_path, with this machine's OpenCV: tiny (64x48, at most
 20 frames) so the whole module runs in seconds. Damaged files are made by cutting or
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect.errors import ConfigError, InputError
-from detect.media import Limits, load
-from detect.video import (
+from detect.core.errors import ConfigError, InputError
+from detect.io.media import Limits, load
+from detect.io.video import (
     CODECS,
     FrameSampling,
     available_codecs,
@@ -442,6 +442,6 @@ def test_odd_sizes_are_padded_not_cropped(codec):
 
 
 def test_import_is_cheap():
-    code = "import sys, detect.video; assert 'cv2' not in sys.modules, 'cv2 imported'"
+    code = "import sys, detect.io.video; assert 'cv2' not in sys.modules, 'cv2 imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

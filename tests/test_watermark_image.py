@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from test_cli import unmask
 
-from detect.errors import ConfigError, InputError
-from detect.watermark import corrected_alpha, decide
-from detect.watermark import image as wi
+from detect.core.errors import ConfigError, InputError
+from detect.evidence.watermark import corrected_alpha, decide
+from detect.evidence.watermark import image as wi
 
 
 def _crop(img: np.ndarray, h: int, w: int, y: int = 0, x: int = 0) -> np.ndarray:

@@ -133,21 +133,21 @@ import json, sys
 from pathlib import Path
 import detect, generators, benchmarks
 from detect.cli import DEFAULT_RECIPE
-from detect.resources import checkout_root, data_dir
+from detect.core.resources import checkout_root, data_dir
 out = {"files": {m.__name__: m.__file__ for m in (detect, generators, benchmarks)},
        "sys_path": sys.path, "default_recipe": str(DEFAULT_RECIPE),
        "data_dir": str(data_dir()), "checkout": checkout_root() is not None}
 # a user command never writes into site-packages
-from detect.errors import ConfigError
-from detect.release import release
+from detect.core.errors import ConfigError
+from detect.app.release import release
 try:
     release({}, defaults={"image": []})
     out["release"] = "wrote"
 except ConfigError as e:
     out["release"] = str(e)
 # the shipped recon-vae (with its reconstructor) loads and scores
-from detect.media import load
-from detect.scan import load_detectors
+from detect.io.media import load
+from detect.core.models import load_detectors
 (vae,) = load_detectors(["recon-vae"])
 out["recon_vae"] = float(vae.score([load(sys.argv[1])])[0])
 # --scorer: zero-shot detectors re-calibrated on the shipped human texts

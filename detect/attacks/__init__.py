@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from detect.core.errors import ConfigError
 
 
 class Attack:

@@ -4,7 +4,7 @@ The text counterpart of :mod:`detect.attacks`: keyword parameters, ``__call__`` 
 ``str``, ``describe()`` for the record. Each is deterministic for its parameters, its ``seed``
 and the input text (the text seeds the generator, so two texts get different edits), which
 lets a benchmark be rerun edit for edit. Two of them (lookalikes, zero-width characters) only
-disguise tokens and are undone by :func:`detect.text.normalize.normalize`; the others change
+disguise tokens and are undone by :func:`detect.io.normalize.normalize`; the others change
 the words themselves and measure how the detectors degrade.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..text.normalize import HOMOGLYPHS
-from . import Attack
+from detect.attacks import Attack
+from detect.core.errors import ConfigError
+from detect.io.normalize import HOMOGLYPHS
 
 __all__ = ["CopyPasteMix", "Homoglyphs", "TextAttack", "WordDelete", "WordSubstitute", "ZeroWidth"]
 

@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__
-from ..errors import UnmaskError
-from . import listing, quickstart, scan, train, watermark
-from .quickstart import DEFAULT_RECIPE
+from detect import __version__
+from detect.cli import listing, quickstart, scan, train, watermark
+from detect.cli.quickstart import DEFAULT_RECIPE
+from detect.core.errors import UnmaskError
 
 __all__ = ["DEFAULT_RECIPE", "build_parser", "main"]
 

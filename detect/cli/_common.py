@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import ConfigError
+from detect.core.errors import ConfigError
 
 
 def _log(msg: str) -> None:
@@ -42,7 +42,7 @@ def _video_args(s: argparse.ArgumentParser) -> None:
 
 
 def _sampling(a: argparse.Namespace) -> Any:
-    from ..video import FrameSampling
+    from detect.io.video import FrameSampling
 
     if a.frame_every:
         return FrameSampling(mode="every", n=a.frames, every=a.frame_every)
@@ -50,7 +50,7 @@ def _sampling(a: argparse.Namespace) -> Any:
 
 
 def _limits(a: argparse.Namespace) -> Any:
-    from ..media import Limits
+    from detect.io.media import Limits
 
     kw = {"max_bytes": a.max_bytes, "max_pixels": a.max_pixels} if hasattr(a, "max_bytes") \
         else {}

@@ -6,15 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from ._common import _log
+from detect.cli._common import _log
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from ..registry import REGISTRIES
-    from ..scan import shipped_models
+    from detect.core.models import shipped_models
+    from detect.core.registry import REGISTRIES
 
     if a.kind == "recipes":
-        from ..resources import shipped_recipes
+        from detect.core.resources import shipped_recipes
 
         for name, path in shipped_recipes().items():
             print(f"{name}\t{path}")

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..resources import checkout_root, recipe_path
-from ._common import _log
+from detect.cli._common import _log
+from detect.core.errors import ConfigError
+from detect.core.resources import checkout_root, recipe_path
 
 # from a checkout: datasets/recipes/; from a wheel: the copy inside the package (detect/datasets)
 DEFAULT_RECIPE = recipe_path("quickstart")
@@ -31,11 +31,11 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from benchmarks.runner import markdown, run
+    from detect.app.scan import exit_code, scan
+    from detect.core.models import load_detectors
+    from detect.core.registry import detectors as registry
+    from detect.io.corpus import Corpus
     from generators.recipe import build
-
-    from ..corpus import Corpus
-    from ..registry import detectors as registry
-    from ..scan import exit_code, load_detectors, scan
 
     out = Path(a.out)
     t_start = time.time()
@@ -169,9 +169,9 @@ def _publish(out: Path) -> None:
 
 def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corpus: Any) -> None:
     """Ship the trained models (a fusion by its members' names) as the image defaults, with a
-    held-out sample of the test split beside the tests (detect.release, checkout only)."""
-    from ..release import Holdout, release
-    from ..resources import data_label
+    held-out sample of the test split beside the tests (detect.app.release, checkout only)."""
+    from detect.app.release import Holdout, release
+    from detect.core.resources import data_label
 
     test = corpus.split("test")
     picked = []

@@ -11,35 +11,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ._common import _limits, _log, _sampling, _video_args, _watermark_fpr_args
+from detect.cli._common import _limits, _log, _sampling, _video_args, _watermark_fpr_args
+from detect.core.errors import ConfigError
 
 
 def _load_for_scan(a: argparse.Namespace) -> list[Any]:
     """The detectors scan / inspect run: named, saved, or shipped; zero-shot text detectors
     re-pointed at ``--scorer`` (and re-calibrated) when one is given."""
-    from ..scan import load_detectors
+    from detect.core.models import load_detectors
 
     dets = load_detectors(a.detector, a.model)
     if a.performer and not a.scorer:
         raise ConfigError("--performer goes with --scorer")
     if a.scorer:
-        from ..text.zeroshot import with_scorer
+        from detect.text.zeroshot import with_scorer
 
         dets = with_scorer(dets, a.scorer, a.performer, log=_log)
     return dets
 
 
 def cmd_scan(a: argparse.Namespace) -> int:
-    from ..scan import exit_code, scan
-    from ..watermark.checks import load_text_keys
+    from detect.app.scan import exit_code, scan
+    from detect.evidence.watermark.checks import load_text_keys
 
     exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
     text_keys = load_text_keys(a.wm_key)  # so does a bad key file
     detectors = _load_for_scan(a)
     limits = _limits(a)
     sampling = _sampling(a)
-    from ..output import FindingWriter, recorded
+    from detect.app.output import FindingWriter, recorded
 
     paths = list(a.paths) + _from_list(a.from_list)
     if not paths:
@@ -79,7 +79,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from ..serve import serve
+    from detect.app.serve import serve
 
     detectors = _load_for_scan(a)
     _log(f"serving {len(detectors)} detector(s) on http://{a.host}:{a.port} (POST /scan)")
@@ -100,37 +100,37 @@ def _from_list(path: str | None) -> list[str]:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from ..inspect import inspect_item
-    from ..media import load
+    from detect.app.inspect import inspect_item
+    from detect.io.media import load
 
     detectors = _load_for_scan(a)
     limits = _limits(a)
     item = load(a.file, limits)
     if item.modality == "video":
-        from ..video import decode_item
+        from detect.io.video import decode_item
 
         item = decode_item(item, limits, _sampling(a))
     report = inspect_item(item, detectors, target_fpr=a.target_fpr,
                           wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key)
     if a.timeline:
-        from ..inspect import timeline_png
+        from detect.app.inspect import timeline_png
 
         if item.modality == "video":
             report["timeline"] = str(timeline_png(report, a.timeline))
         else:
             _log(f"no timeline for {item.modality} input")
     if a.heatmap:
-        from ..inspect import heatmap_png
+        from detect.app.inspect import heatmap_png
 
         if item.modality == "image":
             report["heatmap"] = str(heatmap_png(item.content, report, a.heatmap))
         else:
             _log(f"no heat map for {item.modality} input")
     if a.html:
-        from ..report import html_report
+        from detect.app.report import html_report
 
         report["html"] = str(html_report(report, item, a.html))
-    from ..types import _finite
+    from detect.core.types import _finite
 
     text = json.dumps(_finite(report), indent=2, allow_nan=False)
     if a.output:

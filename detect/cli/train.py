@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import _log, _parse_sets
+from detect.cli._common import _log, _parse_sets
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -30,10 +30,9 @@ def cmd_train_generator(a: argparse.Namespace) -> int:
     """Train one generator on patches of a real source (or load a pretrained pipeline)."""
     import numpy as np
 
+    from detect.core.registry import generators
     from generators.recipe import report_generator
     from generators.sources import photo_patches, photos
-
-    from ..registry import generators
 
     if getattr(generators.get_class(a.generator), "modality", "image") == "text":
         return _train_text_generator(a)
@@ -63,9 +62,8 @@ def cmd_train_generator(a: argparse.Namespace) -> int:
 def _train_text_generator(a: argparse.Namespace) -> int:
     """Train a text LM on the train documents of text sources (``--source pydoc,docstrings``),
     split by origin 90/10; the held-out perplexity on the other tenth is saved with it."""
+    from detect.core.registry import generators
     from generators.text.sources import documents, split_documents
-
-    from ..registry import generators
 
     params = _parse_sets(a.set)
     if a.seed is not None:
@@ -98,8 +96,8 @@ def _train_text_generator(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from ..corpus import Corpus
-    from ..registry import detectors
+    from detect.core.registry import detectors
+    from detect.io.corpus import Corpus
 
     params = _parse_sets(a.set)
     if a.target_fpr is not None:

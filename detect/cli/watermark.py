@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UnmaskError
-from ._common import _log
+from detect.cli._common import _log
+from detect.core.errors import ConfigError, UnmaskError
 
 
 def _user_payload(a: argparse.Namespace) -> tuple[int, ...] | None:
-    from ..watermark.image import parse_payload
+    from detect.evidence.watermark.image import parse_payload
 
     if a.bits is None and a.bytes is None and a.hex is None:
         return None
@@ -24,8 +24,8 @@ def _user_payload(a: argparse.Namespace) -> tuple[int, ...] | None:
 def cmd_watermark_embed(a: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..media import Limits, load
-    from ..watermark.image import CATALOG, catalog_payloads, embed
+    from detect.evidence.watermark.image import CATALOG, catalog_payloads, embed
+    from detect.io.media import Limits, load
 
     item = load(a.input, Limits())
     if item.modality != "image":
@@ -62,11 +62,11 @@ def _psnr(a: Any, b: Any) -> float | None:
 
 
 def cmd_watermark_verify(a: argparse.Namespace) -> int:
-    from ..media import Limits, iter_paths, load
-    from ..types import _finite
-    from ..watermark import DEFAULT_TARGET_FPR
-    from ..watermark.checks import check_item, load_text_keys
-    from ..watermark.image import catalog_payloads, summarize, user_payloads
+    from detect.core.types import _finite
+    from detect.evidence.watermark import DEFAULT_TARGET_FPR
+    from detect.evidence.watermark.checks import check_item, load_text_keys
+    from detect.evidence.watermark.image import catalog_payloads, summarize, user_payloads
+    from detect.io.media import Limits, iter_paths, load
 
     text_keys = load_text_keys(a.wm_key)
     bits = _user_payload(a)
@@ -103,7 +103,7 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_watermark_catalog(a: argparse.Namespace) -> int:
-    from ..watermark.image import CATALOG
+    from detect.evidence.watermark.image import CATALOG
 
     for pl in CATALOG.values():
         print(json.dumps(pl.describe()))
@@ -113,7 +113,7 @@ def cmd_watermark_catalog(a: argparse.Namespace) -> int:
 def cmd_watermark_keygen(a: argparse.Namespace) -> int:
     """Write a text watermark key: a fresh secret, or a transformers config wrapped with its
     tokenizer. The key itself never goes to stdout; its fingerprint does."""
-    from ..watermark.text import TextWatermarkKey
+    from detect.evidence.watermark.text import TextWatermarkKey
 
     out = Path(a.out)
     if out.exists() and not a.force:
@@ -167,7 +167,7 @@ def _payload_args(s: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    from ..watermark.image import CATALOG, DECODERS, DEFAULT_DECODER, PIXELS, SCHEMES
+    from detect.evidence.watermark.image import CATALOG, DECODERS, DEFAULT_DECODER, PIXELS, SCHEMES
 
     w = sub.add_parser("watermark", help="embed or verify invisible watermarks")
     wsub = w.add_subparsers(dest="wm_command", required=True, metavar="ACTION")

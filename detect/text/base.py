@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..calibration import Calibration
-from ..detectors.base import Detector, Tags
-from ..errors import ConfigError, InputError
+from detect.core.calibration import Calibration
+from detect.core.detector import Detector, Tags
+from detect.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from ..corpus import Corpus
+    from detect.io.corpus import Corpus
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 # bucket upper edges in word-level tokens; nominal lengths 50 / 100 / 200 / 400 BPE tokens
@@ -65,7 +65,7 @@ class TextDetector(Detector):
         """The text a detector sees: normalised (NFKC, homoglyphs, zero-width, whitespace)."""
         text = text_of(x)
         if self.normalize:
-            from .normalize import normalize
+            from detect.io.normalize import normalize
 
             text = normalize(text).text
         return text
@@ -142,7 +142,7 @@ class TextDetector(Detector):
             reason = (f"too short: {n} tokens, below the {self.min_tokens} at which this "
                       "detector is calibrated")
         elif self.check_language:
-            from .normalize import language_check
+            from detect.io.normalize import language_check
 
             lang = language_check(text)
             if not lang["supported"]:

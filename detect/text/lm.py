@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from detect.core.errors import ModelError
 
 SHIPPED_PREFIX = "shipped:"
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from .base import TextDetector
-from .lm import resolve_model_ref
+from detect.core.errors import ConfigError, ModelError
+from detect.text.base import TextDetector
+from detect.text.lm import resolve_model_ref
 
 # the word-level tokens of ``count_tokens``: words and single punctuation marks, because a
 # generator's punctuation habits are evidence too

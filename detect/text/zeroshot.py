@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import TextDetector
-from .lm import STATISTICS, LMScorer, gltr_features, resolve_model_ref, statistic
+from detect.core.errors import ConfigError
+from detect.text.base import TextDetector
+from detect.text.lm import STATISTICS, LMScorer, gltr_features, resolve_model_ref, statistic
 
 _SCORERS: dict[tuple[str, str, int, str], LMScorer] = {}
 
@@ -98,7 +98,7 @@ class ZeroShotDetector(TextDetector):
     def sentence_scores(self, item: Any) -> list[dict[str, Any]]:
         """The statistic per sentence (character spans into the prepared text): where in a
         mixed text the machine-like part is. Sentences under 4 scored tokens are left out."""
-        from .sentences import split_sentences
+        from detect.text.sentences import split_sentences
 
         text = self.prepare(item)
         ts = self.token_stats([text])[0]
@@ -156,7 +156,7 @@ def human_calibration_texts(path: str | Path | None = None) -> list[str]:
     object per line with a "text" field): the calib split's human side of the text corpus."""
     import json
 
-    from .lm import models_dir
+    from detect.text.lm import models_dir
 
     p = Path(path) if path else models_dir() / HUMAN_CALIBRATION
     if not p.is_file():
@@ -180,7 +180,7 @@ def with_scorer(dets: list[Any], observer: str, performer: str | None = None, *,
     """Zero-shot detectors re-pointed at another LM (``--scorer``), re-calibrated on human
     texts: a threshold from one model means nothing for another. Other detectors pass through;
     one that needs a performer when none is given is dropped, and ``log`` is told."""
-    from ..registry import detectors as registry
+    from detect.core.registry import detectors as registry
 
     out, texts = [], None
     for det in dets:

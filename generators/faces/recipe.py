@@ -1,7 +1,7 @@
 """Face corpus recipes (``modality = "face"``): real face crops, forgeries made from them, and
 optionally video clips with forged stretches.
 
-Every item is a crop from :func:`detect.faces.crop_face` (the function a scan uses), cut at
+Every item is a crop from :func:`detect.face.find.crop_face` (the function a scan uses), cut at
 ``work_size`` and area-resized to ``size`` for both classes alike. Forgeries:
 
 - ``method = "sbi"``: self-blended images, a face blended with a colour-, scale- and
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from detect.corpus import SPLITS, Corpus, CorpusWriter
-from detect.errors import ConfigError
-from detect.faces import Face, FaceFinder, crop_face, grey_rgb
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError
+from detect.core.types import Provenance, Sample
+from detect.face.find import Face, FaceFinder, crop_face, grey_rgb
+from detect.io.corpus import SPLITS, Corpus, CorpusWriter
 
 from ..splits import fake_split
 from ..training import trained_generator
@@ -64,7 +64,7 @@ def check(recipe: dict[str, Any], where: str) -> None:
         if "source" not in r:
             raise ConfigError(f"{where}: every [[real]] needs a source (lfw, photos, "
                               "folder:PATH)")
-    from detect.registry import generators
+    from detect.core.registry import generators
 
     names = set()
     allowed = {"method", "generator", "name", "per_face", "count", "params", "blend"}

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError
-from detect.faces import Face, FaceFinder
+from detect.core.errors import ConfigError
+from detect.face.find import Face, FaceFinder
 
 LFW_UPSCALE = 4
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError
-from detect.faces import Face
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError
+from detect.core.types import Provenance, Sample
+from detect.face.find import Face
 
 VIDEO_DEFAULTS: dict[str, Any] = {
     "source": "photos",  # pictures the clips are filmed from (faces found in them)
@@ -121,7 +121,7 @@ def build_clips(video: dict[str, Any], writer: Any, faces: list[Any], finder: An
     """Add the recipe's clips to ``writer``; returns the header summary."""
     from tqdm.auto import tqdm
 
-    from detect.video import encode_video
+    from detect.io.video import encode_video
 
     from .sources import real_faces
 
@@ -181,7 +181,7 @@ def build_clips(video: dict[str, Any], writer: Any, faces: list[Any], finder: An
 
 def _partner_crop(rf: Any, face_cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     """A swap partner: its face cut square (landmarks in the cut's coordinates)."""
-    from detect.faces import crop_face
+    from detect.face.find import crop_face
 
     c = crop_face(rf.image, rf.face, int(face_cfg["work_size"]) * 2, margin=0.3)
     return c.pixels, c.landmarks

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError, ModelError
-from detect.generator_io import GENERATOR_SCHEMA, load_generator, read_config  # noqa: F401 - re-exported
-from detect.hashing import file_sha256  # noqa: F401 - generators import it from here
-from detect.params import HasParams
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError, ModelError
+from detect.core.generator_io import GENERATOR_SCHEMA, load_generator, read_config  # noqa: F401 - re-exported
+from detect.core.hashing import file_sha256  # noqa: F401 - generators import it from here
+from detect.core.params import HasParams
+from detect.core.types import Provenance, Sample
 
 # hyperparameters that may differ between an interrupted run and its continuation
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")

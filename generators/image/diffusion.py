@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detect.errors import ConfigError
+from detect.core.errors import ConfigError
 
 from .base import TorchImageGenerator, noise_for
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detect.errors import ConfigError
+from detect.core.errors import ConfigError
 
 from .base import TorchImageGenerator
 

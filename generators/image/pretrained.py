@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ConfigError, ModelError
-from detect.types import Provenance
+from detect.core.errors import ConfigError, ModelError
+from detect.core.types import Provenance
 
 from .base import GENERATOR_SCHEMA, ImageGenerator, file_sha256, read_config, sample_seed
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError, ModelError
-from detect.generator_io import load_registered, read_schema_file
-from detect.params import HasParams
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError, ModelError
+from detect.core.generator_io import load_registered, read_schema_file
+from detect.core.params import HasParams
+from detect.core.types import Provenance, Sample
 from generators.image.base import GENERATOR_SCHEMA, file_sha256, sample_seed
 
 META_FILE = "unmask.json"
@@ -249,7 +249,7 @@ class TextLM(HasParams):
 
     # -- generation -------------------------------------------------------------------------
     def _check_watermark(self, key: Any) -> None:
-        from detect.watermark.text import tokenizer_fingerprint
+        from detect.evidence.watermark.text import tokenizer_fingerprint
 
         model, tok = self._require()
         if key.vocab_size is not None and key.vocab_size != model.config.vocab_size:
@@ -300,7 +300,7 @@ class TextLM(HasParams):
 
         ``min_new_tokens`` defaults to ``max_new_tokens``: exactly that many tokens (the end
         token is suppressed), so a length bucket is filled. ``watermark``: a
-        ``detect.watermark.text.TextWatermarkKey``, embedded by the processor its
+        ``detect.evidence.watermark.text.TextWatermarkKey``, embedded by the processor its
         ``to_transformers()`` config builds (what ``generate(watermarking_config=...)`` uses).
 
         transformers' ``generate`` runs greedy decoding over a processor list that reproduces

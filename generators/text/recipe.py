@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from detect.corpus import SPLITS, Corpus, CorpusWriter
-from detect.errors import ConfigError
-from detect.registry import generators
-from detect.types import Provenance, Sample
+from detect.core.errors import ConfigError
+from detect.core.registry import generators
+from detect.core.types import Provenance, Sample
+from detect.io.corpus import SPLITS, Corpus, CorpusWriter
 
 from .sources import TEXT_SOURCES, Document, documents, split_documents
 
@@ -285,7 +285,7 @@ def _watermark_key(syn: dict[str, Any], si: int, gen: Any, out: Path, name: str,
                    seed: int) -> Any:
     """The entry's key, written into ``out/keys/`` (a secret derived from the recipe seed:
     whoever holds the recipe can rebuild it; the corpus is a benchmark, not a deployment)."""
-    from detect.watermark.text import TextWatermarkKey
+    from detect.evidence.watermark.text import TextWatermarkKey
     from generators.image.base import sample_seed
 
     scheme = syn.get("watermark")

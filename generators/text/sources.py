@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError
+from detect.core.errors import ConfigError
 
 TEXT_SOURCES = ("pydoc", "docstrings", "jargon")
 JARGON = Path("/usr/share/doc/jargon-text/jargon.txt.gz")

@@ -1,0 +1,1 @@
+"""The application layer: scan, inspect, reports, the HTTP server, record writers, releases."""

@@ -1,5 +1,0 @@
-"""Detectors. Import concrete ones through ``detect.registry.detectors`` (lazy)."""
-
-from .base import Detector, Tags, load_detector
-
-__all__ = ["Detector", "Tags", "load_detector"]

@@ -1,0 +1,2 @@
+"""Evidence beside the detectors: invisible watermarks (image and text), generator
+metadata, C2PA."""

@@ -1,0 +1,1 @@
+"""Faces: finding and aligning faces, the face-forgery detectors and their video aggregation."""

@@ -1,0 +1,1 @@
+"""Image detectors: patch-based spectrum, CNN, NPR and reconstruction detectors, and fusion."""

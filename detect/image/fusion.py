@@ -1,0 +1,176 @@
+"""Fusion: a logistic regression over the scores of other detectors.
+
+Members are named as shipped models (``cnn-resnet10t-slim``), model folders, or
+``train:NAME`` (a registered detector trained on the same corpus during ``fit``). The members
+were fitted on the train split, so their train-split scores are optimistic: the fusion weights
+are learned on one half of the calib split and the fused threshold is calibrated on the other
+half (stratified, seeded). A saved fusion model is self-contained: its members are saved inside
+it under ``members/<i>/`` (each again config.json + weights.safetensors).
+
+``method="max-p"`` learns no weights: each member's score becomes an empirical p-value against
+the real items of that member's own calibration split, and the fused score is the strongest
+evidence, ``-log10(min p)``. A logistic regression learns which member best separates the
+generator families it was shown, and can mute the one member that would have caught a new
+family; the max-p rule lets any member raise the alarm (its threshold is still calibrated on
+the fusion's calib half, so the stated FPR holds).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from detect.core.calibration import Calibration
+from detect.core.detector import Detector, Tags
+from detect.core.errors import ConfigError, ModelError
+from detect.core.hashing import file_sha256
+
+if TYPE_CHECKING:
+    from detect.io.corpus import Corpus
+
+
+def _load_member(ref: str, corpus: Corpus | None = None) -> Detector:
+    from detect.core.models import load_model
+
+    return load_model(ref, corpus)
+
+
+METHODS = ("logreg", "max-p")
+
+
+def weights_sha256(model_dir: Path) -> str:
+    return file_sha256(model_dir / "weights.safetensors")
+
+
+def _real_tail(m: Detector) -> np.ndarray:
+    """A member's calibration scores of real items, sorted: its null distribution."""
+    real = np.sort(np.asarray(m.calib_scores_)[np.asarray(m.calib_labels_) == 0])
+    if real.size == 0:
+        raise ModelError(f"{m.name}: no real calibration scores to turn scores into p-values")
+    return real
+
+
+class FusionDetector(Detector):
+    tags = Tags(modality="image", needs_fit=True, min_size=8)
+
+    def __init__(self, *, members: list[str] | None = None, method: str = "logreg",
+                 C: float = 1.0, target_fpr: float = 0.01, seed: int = 0):
+        if method not in METHODS:
+            raise ConfigError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}")
+        self.members, self.method, self.C = list(members or []), method, C
+        self.target_fpr, self.seed = target_fpr, seed
+
+    @property
+    def patch(self) -> int:  # tiles follow the first member
+        return self._members()[0].patch
+
+    @property
+    def max_tiles(self) -> int:
+        return self._members()[0].max_tiles
+
+    def _members(self, corpus: Corpus | None = None) -> list[Detector]:
+        if not hasattr(self, "members_"):
+            if len(self.members) < 2:
+                raise ConfigError(f"{self.name}: give at least two members (shipped names, "
+                                  "model folders or train:NAME)")
+            self.members_ = [_load_member(str(m), corpus) for m in self.members]
+        return self.members_
+
+    def _member_scores(self, items: list[Any]) -> np.ndarray:
+        return np.stack([m.score(items) for m in self._members()], axis=1)
+
+    def _combine(self, feats: np.ndarray) -> np.ndarray:
+        """(N, members) member scores -> fused scores."""
+        if self.method == "logreg":
+            return feats @ self.coef_ + self.intercept_
+        logp = []
+        for j, m in enumerate(self._members()):
+            real = _real_tail(m)
+            above = real.size - np.searchsorted(real, feats[:, j], side="left")
+            logp.append(np.log10((1.0 + above) / (1.0 + real.size)))
+        return -np.min(np.stack(logp, axis=1), axis=1)
+
+    def fit(self, corpus: Corpus) -> FusionDetector:
+        from sklearn.linear_model import LogisticRegression
+
+        self._members(corpus)
+        calib = corpus.split("calib").filter(lambda r: r.modality == self.tags.modality)
+        labels = calib.labels
+        if len(set(labels.tolist())) < 2:
+            raise ConfigError(f"{self.name}: the calib split needs real and synthetic items")
+        rng = np.random.default_rng(self.seed)
+        half = np.zeros(len(labels), dtype=bool)
+        for lab in (0, 1):
+            idx = rng.permutation(np.flatnonzero(labels == lab))
+            half[idx[: len(idx) // 2]] = True
+        feats = self._member_scores(list(calib.iter_items()))
+        if self.method == "logreg":
+            clf = LogisticRegression(C=self.C, max_iter=1000).fit(feats[half], labels[half])
+            self.coef_ = clf.coef_.ravel().astype(np.float64)
+            self.intercept_ = float(clf.intercept_[0])
+        else:  # no weights to learn; one per member keeps the saved layout uniform
+            self.coef_, self.intercept_ = np.ones(feats.shape[1]), 0.0
+        scores = self._combine(feats[~half])
+        self.calib_scores_ = scores
+        self.calib_labels_ = labels[~half].astype(np.int64)
+        self.calibration_ = Calibration.fit(scores, labels[~half], self.target_fpr)
+        self.trained_on_ = {"corpus": corpus.header.get("name"),
+                            "content_hash": corpus.content_hash, "n_fit": int(half.sum()),
+                            "n_calibrate": int((~half).sum())}
+        return self
+
+    def score(self, items: list[Any]) -> np.ndarray:
+        return self._combine(self._member_scores(items))
+
+    def score_tiles(self, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        per = [m.score_tiles(item) for m in self._members()]
+        pos = per[0][1]
+        if any(p != pos for _, p in per[1:]):
+            raise ModelError(f"{self.name}: members tile differently; no fused heat map")
+        return self._combine(np.stack([s for s, _ in per], axis=1)), pos
+
+    def _member_refs(self) -> list[str]:
+        """Shipped members are stored by name (the package has them); others are copied in."""
+        from detect.core.models import shipped_models
+
+        shipped = shipped_models()
+        return [str(ref) if str(ref) in shipped else f"members/{i}"
+                for i, ref in enumerate(self.members)]
+
+    def save(self, directory: str | Path) -> Path:
+        d = super().save(directory)
+        for ref, m in zip(self._member_refs(), self._members(), strict=True):
+            if ref.startswith("members/"):
+                m.save(d / ref)
+        return d
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        refs = self._member_refs()
+        return ({"coef": self.coef_, "intercept": np.array([self.intercept_])},
+                {"members": refs, "member_names": [m.name for m in self._members()],
+                 # a member stored by name must still be the model the weights were fitted on
+                 "member_sha256": [None if r.startswith("members/") else
+                                   weights_sha256(Path(m.model_dir_))
+                                   for r, m in zip(refs, self._members(), strict=True)]})
+
+    def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        from detect.core.detector import load_detector
+
+        self.coef_, self.intercept_ = tensors["coef"], float(tensors["intercept"][0])
+        root = Path(self.model_dir_)
+        refs = meta.get("members") or []
+        bad = [r for r in refs if r.startswith("members/") and not re.fullmatch(r"members/\d+", r)]
+        if bad:
+            raise ModelError(f"{root}: bad member reference(s) {bad}")
+        self.members_ = [load_detector(root / ref) if ref.startswith("members/")
+                         else _load_member(ref) for ref in refs]
+        wants = meta.get("member_sha256") or [None] * len(refs)
+        for ref, m, want in zip(refs, self.members_, wants, strict=True):
+            if want and weights_sha256(Path(m.model_dir_)) != want:
+                raise ModelError(f"{root}: member {ref!r} is not the model this fusion was fitted "
+                                 "on (its weights changed since); refit the fusion")
+        if len(self.members_) != len(self.coef_):
+            raise ModelError(f"{root}: {len(self.members_)} members but {len(self.coef_)} weights")
