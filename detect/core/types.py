@@ -6,10 +6,30 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-Modality = Literal["image", "video", "text"]
+
+class Modality(StrEnum):
+    """The one spelling of a modality (items, detector tags, corpora, recipes). A StrEnum, so a
+    member equals its string ("image") and serialises as it in JSON."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    TEXT = "text"
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "modality") -> Modality:
+        """``value`` as a Modality; a ConfigError naming ``where`` for anything else."""
+        try:
+            return cls(value)
+        except ValueError:
+            from detect.core.errors import ConfigError
+
+            raise ConfigError(f"{where}: unknown modality {value!r} (one of "
+                              f"{', '.join(m.value for m in cls)})") from None
+
 Verdict = Literal["synthetic", "real", "uncertain", "error"]
 
 FINDING_SCHEMA = "unmask.finding/1"
