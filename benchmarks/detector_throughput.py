@@ -7,7 +7,7 @@ from JPEG; decode = ``detect.io.media.load`` alone (sniff, limits, sha256, Pillo
     python benchmarks/detector_throughput.py [--model DIR ...] [--repeats 5]
 
 Default: every shipped model (the default scan set and the named-only ones).
-Writes benchmarks/results/detector_throughput.{json,md}.
+Writes benchmarks/results/detector_throughput/results.{json,md} (``--out``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.results import write_results
 from benchmarks.runner import machine
 from detect.core.models import load_detectors, shipped_models
 from detect.io.media import load
 
-OUT = Path(__file__).parent / "results"
+OUT = Path(__file__).parent / "results" / "detector_throughput"
 SIZES = (256, 512, 1024)
 
 
@@ -43,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", default=[])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
     import torch
     from skimage import data
@@ -71,8 +73,6 @@ def main() -> None:
            "machine": {**machine(), "torch_threads": torch.get_num_threads()},
            "command": "python benchmarks/detector_throughput.py " + " ".join(
                [f"--model {m}" for m in a.model] + [f"--repeats {a.repeats}"])}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "detector_throughput.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = ["# Detector throughput (one image at a time, CPU)", "",
              "| detector | size | tiles scored | score ms | images/s | decode PNG ms | "
              "decode JPEG ms |", "|---|---|---|---|---|---|---|"]
@@ -84,7 +84,7 @@ def main() -> None:
               "evenly over the image, so time is flat beyond 256²; decode grows with pixels.",
               f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')} "
               f"({m['torch_threads']} threads). Command: `{res['command']}`.", ""]
-    (OUT / "detector_throughput.md").write_text("\n".join(lines))
+    write_results(a.out, res, "\n".join(lines))
 
 
 

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
+from benchmarks.results import write_results  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
 from detect.core.resources import recipe_path  # noqa: E402
 
@@ -171,7 +172,7 @@ def markdown(results: dict[str, Any], corpus: Any, took: dict[str, Any]) -> str:
     for name, r in results.items():
         lines.append(f"| {name} | {took.get(name) or 're-used'} | {r['crops_per_s']} | "
                      f"{r['clips_per_s']} | {r['videos_without_face']} |")
-    lines += ["", "![ROC](roc.png)", "", "![timeline of a forged test clip](timeline.png)", ""]
+    lines += ["", "![ROC](results.png)", "", "![timeline of a forged test clip](timeline.png)", ""]
     return "\n".join(lines)
 
 
@@ -192,7 +193,7 @@ def plots(results: dict[str, Any], out: Path) -> None:
     ax.set_title("Face level, all forgeries (test)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=100)
+    fig.savefig(out / "results.png", dpi=100)  # the ROC
     plt.close(fig)
 
 
@@ -240,11 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             timeline_png(report, out / "timeline.png")
         clean = {n: {k: v for k, v in r.items() if not k.startswith("_")}
                  for n, r in results.items()}
-        (out / "results.json").write_text(json.dumps(
-            {"machine": machine(), "corpus": corpus.header["name"],
-             "content_hash": corpus.content_hash, "counts": corpus.counts(),
-             "train_seconds": took, "results": clean}, indent=2) + "\n")
-        (out / "results.md").write_text(markdown(results, corpus, took))
+        write_results(out, {"machine": machine(), "corpus": corpus.header["name"],
+                            "content_hash": corpus.content_hash, "counts": corpus.counts(),
+                            "train_seconds": took, "results": clean},
+                      markdown(results, corpus, took))
         log(f"wrote {out}/results.md")
     if a.update_defaults:
         ship(work / "models" / SHIP, corpus)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.lofo import train_fold
+from benchmarks.results import write_results
 from benchmarks.runner import evaluate, machine, machine_line, parse_attack
 from detect.core.detector import load_detector
 from detect.io.corpus import Corpus
@@ -87,8 +87,7 @@ def main() -> None:
            "corpus_hash": corpus.content_hash, "control": control.describe(),
            "origin_formats": origin_formats(corpus), "rows": rows, "machine": machine(),
            "command": " ".join(["python", "benchmarks/format_bias.py", *sys.argv[1:]])}
-    (out / "format_bias.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "format_bias.md").write_text(markdown(res))
+    write_results(out, res, markdown(res))
     print(markdown(res))
 
 

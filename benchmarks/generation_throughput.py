@@ -3,7 +3,7 @@
 Speed does not depend on what the weights learned, so each generator is measured at its
 registered defaults with freshly initialised weights (no training needed): images/s of
 ``sample_array`` in the batch size corpus builds use, median of a few timed runs after one
-warm-up. Writes benchmarks/results/generation_throughput.{json,md}.
+warm-up. Writes benchmarks/results/generation_throughput/results.{json,md} (``--out``).
 
     python benchmarks/generation_throughput.py [--images 128] [--repeats 3]
 """
@@ -16,10 +16,11 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.results import write_results
 from benchmarks.runner import machine
 from detect.core.registry import generators
 
-OUT = Path(__file__).parent / "results"
+OUT = Path(__file__).parent / "results" / "generation_throughput"
 
 
 def measure(name: str, n_images: int, repeats: int) -> dict:
@@ -42,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
     import torch
 
@@ -57,8 +59,6 @@ def main() -> None:
            "machine": {**machine(), "torch_threads": torch.get_num_threads()},
            "command": "python benchmarks/generation_throughput.py "
                       f"--images {a.images} --repeats {a.repeats}"}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "generation_throughput.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = ["# Generation throughput (images/s, CPU)", "",
              "| generator | family | size | sampler | images/s |", "|---|---|---|---|---|"]
     for r in rows:
@@ -71,7 +71,7 @@ def main() -> None:
     m = res["machine"]
     lines += ["", f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')} "
               f"({m['torch_threads']} threads). Command: `{res['command']}`.", ""]
-    (OUT / "generation_throughput.md").write_text("\n".join(lines))
+    write_results(a.out, res, "\n".join(lines))
 
 
 if __name__ == "__main__":

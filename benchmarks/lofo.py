@@ -9,7 +9,8 @@ JPEG 95..30, resize 0.5..1.5, crop, blur and noise, applied to real and fake ali
     python benchmarks/lofo.py --corpus runs/families --out benchmarks/results/lofo \\
         [--detectors cnn-resnet10t-slim recon-vae recon-vae@whitebox fusion-lofo ...]
 
-Writes lofo.json, lofo.md and roc-<family>.png; models go to --work (default runs/lofo).
+Writes results.json, results.md (benchmarks/results.py), roc-<family>.png and
+robustness-<family>.png; models go to --work (default runs/lofo).
 
 Recon detectors train their reconstructor once on the corpus' real train images (it never sees
 a fake) and share it across folds. ``recon-*@whitebox`` instead reconstructs through the very
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import metrics as M
+from benchmarks.results import write_results
 from benchmarks.runner import evaluate, machine, machine_line, parse_attack, plot_roc
 from detect.core.detector import load_detector
 from detect.core.registry import detectors
@@ -164,10 +166,10 @@ def main() -> None:
                              "recon-diffusion@whitebox", "fusion-lofo", "fusion-lofo-maxp"])
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--report-only", action="store_true",
-                    help="rewrite lofo.md and the plots from --out/lofo.json, no scoring")
+                    help="rewrite results.md and the plots from --out/results.json, no scoring")
     a = ap.parse_args()
     if a.report_only:
-        report(json.loads((Path(a.out) / "lofo.json").read_text()), Path(a.out))
+        report(json.loads((Path(a.out) / "results.json").read_text()), Path(a.out))
         return
     corpus = Corpus.open(a.corpus)
     held_by_recipe = set(corpus.header.get("held_out_families", []))
@@ -223,15 +225,15 @@ def main() -> None:
            "corpus_hash": corpus.content_hash, "families": families,
            "held_out_by_recipe": sorted(held_by_recipe), "rows": rows, "machine": machine(),
            "command": " ".join(["python", "benchmarks/lofo.py", *sys.argv[1:]])}
-    (out / "lofo.json").write_text(json.dumps(res, indent=2) + "\n")
     report(res, out)
 
 
 def report(res: dict[str, Any], out: Path) -> None:
-    """lofo.md and the robustness plot, from the results alone (``--report-only`` redoes them)."""
+    """results.{json,md} and the robustness plot, from the results alone (``--report-only``
+    redoes them, keeping the run block of the run that scored)."""
     for held in res["held_out_by_recipe"]:
         plot_robustness(res["rows"], held, out / f"robustness-{held}.png")
-    (out / "lofo.md").write_text(markdown(res))
+    write_results(out, res, markdown(res))
     print(markdown(res))
 
 

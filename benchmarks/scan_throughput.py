@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.results import write_results  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
 
 SIZES = {"jpeg-512": (512, 512), "jpeg-1080p": (1920, 1080)}
@@ -102,9 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                          "peak_rss_one_file_mb": round(max(r1["rss_mb"], r1["child_rss_mb"]), 0),
                          "bare_decode_files_per_s": round(dec, 1)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    (out / "results.json").write_text(json.dumps(
-        {"machine": machine(), "max_rss_note": "ru_maxrss of the scan process / its children",
-         "rows": rows}, indent=2) + "\n")
+    res = {"machine": machine(), "max_rss_note": "ru_maxrss of the scan process / its children",
+           "rows": rows}
     lines = ["# Scan throughput", "",
              f"Machine: {machine()}. Shipped default models (face, image and text lists; "
              "the text ones do not apply to JPEGs). Each run is a fresh process, start-up and "
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['steady_files_per_s']} | {r['startup_s']} | {r['peak_rss_mb']:.0f} / "
               f"{r['peak_rss_one_file_mb']:.0f} | "
               f"{r['bare_decode_files_per_s']} |" for r in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_results(out, res, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -377,12 +377,10 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from benchmarks.results import write_results
+
     res = run(a)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(res), encoding="utf-8")
-    plot(res, out / "detection.png")
+    write_results(a.out, res, markdown(res), figure=lambda p: plot(res, p))
     print(markdown(res))
 
 

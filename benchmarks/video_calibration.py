@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import metrics as M  # noqa: E402
+from benchmarks.results import write_results  # noqa: E402
 from benchmarks.runner import machine  # noqa: E402
 
 TARGETS = [0.01, 0.02, 0.05]
@@ -153,7 +154,7 @@ def markdown(res: dict[str, Any]) -> str:
               "cached in WORK/clip-scores-<network>.jsonl; scoring all 1,700 clips from nothing "
               "took 24 min with one torch thread on a loaded 2-core machine, 1.2 clips/s). "
               f"Command: `{COMMAND}`.", "",
-              "![video scores](scores.png)", ""]
+              "![video scores](results.png)", ""]
     return "\n".join(lines)
 
 
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default=str(REPO / "datasets" / "recipes" /
                                             "faces-video-calib.toml"))
     ap.add_argument("--model", default=None, help="face model folder (default: the shipped one)")
-    ap.add_argument("--out", default=None, help="write results.json/.md and scores.png here")
+    ap.add_argument("--out", default=None, help="write results.json/.md/.png here")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--ship", action="store_true",
                     help="make the recalibrated model the package default (a checkout only)")
@@ -242,10 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        plot(res, out / "scores.png")
         clean = {k: v for k, v in res.items() if not k.startswith("_")}
-        (out / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
-        (out / "results.md").write_text(markdown(res))
+        write_results(out, clean, markdown(res), figure=lambda p: plot(res, p))
         log(f"wrote {out}/results.md")
     if a.ship:
         ship(new, work / "model", corpus)

@@ -23,7 +23,6 @@ both decoders, and with ``hard-8bit``: the hard decoder reading 8-bit pixels (th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.results import write_results
 
 ATTACKS: list[tuple[str, str, dict]] = [("none", "none", {})]
 ATTACKS += [(f"jpeg{q}-{ss.replace(':', '')}", "jpeg", {"quality": q, "subsampling": ss})
@@ -148,15 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
                f"{platform.python_version()}, numpy {np.__version__}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(
-        {"schema": "unmask.bench/1", "benchmark": "watermark_robustness", "machine": machine,
-         "images": len(imgs), "size": a.size, "target_fpr": a.target_fpr, "seed": a.seed,
-         "elapsed_s": round(elapsed, 1), "attacks": ATTACKS, "rows": table}, indent=2) + "\n")
-    _plot(table, out / "robustness.png", a.target_fpr)
-    _markdown(table, out / "results.md", len(imgs), a, machine, elapsed)
-    print((out / "results.md").read_text())
+    res = {"schema": "unmask.bench/1", "benchmark": "watermark_robustness", "machine": machine,
+           "images": len(imgs), "size": a.size, "target_fpr": a.target_fpr, "seed": a.seed,
+           "elapsed_s": round(elapsed, 1), "attacks": ATTACKS, "rows": table}
+    md = _markdown(table, len(imgs), a, machine, elapsed)
+    write_results(a.out, res, md, figure=lambda p: _plot(table, p, a.target_fpr))
+    print(md)
     return 0
 
 
@@ -167,8 +165,8 @@ def _series(table: list[dict]) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _markdown(table: list[dict], path: Path, n: int, a: argparse.Namespace, machine: str,
-              elapsed: float) -> None:
+def _markdown(table: list[dict], n: int, a: argparse.Namespace, machine: str,
+              elapsed: float) -> str:
     series = _series(table)
     names = list(series)
     order = [x[0] for x in ATTACKS]
@@ -200,7 +198,7 @@ def _markdown(table: list[dict], path: Path, n: int, a: argparse.Namespace, mach
               f"Machine: {machine}; {elapsed:.0f} s.", "",
               "Reproduce: `python benchmarks/watermark_robustness.py --out "
               "benchmarks/results/watermark_robustness`"]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
 
 
 def _plot(table: list[dict], path: Path, fpr: float) -> None:

@@ -10,15 +10,15 @@ resized to 1920x1080 and 512x512, each both unmarked and watermarked.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+
+from benchmarks.results import write_results
 
 SIZES = {"1920x1080": (1080, 1920), "512x512": (512, 512)}
 
@@ -95,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                + f", {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
                f"{np.__version__}, opencv {cv2.__version__}, "
                f"invisible-watermark {version('invisible-watermark')}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(
-        {"schema": "unmask.bench/1", "benchmark": "watermark_speed", "machine": machine,
-         "images_per_size": a.images, "repeats": a.repeats, "rows": rows}, indent=2) + "\n")
+    res = {"schema": "unmask.bench/1", "benchmark": "watermark_speed", "machine": machine,
+           "images_per_size": a.images, "repeats": a.repeats, "rows": rows}
     lines = ["# Fast watermark decoder vs invisible-watermark", "",
              "Median time per decode over real photos, unmarked and watermarked "
              f"({a.images} photos per size, each decode repeated {a.repeats}x); "
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Machine: {machine}.", "",
               "Reproduce: `python benchmarks/watermark_speed.py --out "
               "benchmarks/results/watermark_speed`"]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_results(a.out, res, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -39,7 +39,7 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     run("benchmarks/lofo.py", "--corpus", str(two_family_corpus.root), "--out", str(out),
         "--work", str(tmp_path / "work"), "--detectors", "spectrum-test", "recon-test",
         "recon-test@whitebox", "fusion-lofo", "fusion-lofo-maxp")
-    res = json.loads((out / "lofo.json").read_text())
+    res = json.loads((out / "results.json").read_text())
     assert res["held_out_by_recipe"] == ["vae"] and res["families"] == ["gan", "vae"]
     clean = {r["held_out"]: r for r in res["rows"] if r["condition"] == "clean"}
     # vae is held out by the recipe: that fold trains on gan only; the gan fold has no training
@@ -50,7 +50,7 @@ def test_leave_one_family_out(two_family_corpus, tmp_path):
     for r in res["rows"]:
         assert 0.0 <= r["auroc"] <= 1.0 and r["n_real"] > 0 and r["n_synthetic"] > 0
     assert (out / "roc-vae.png").stat().st_size > 5000
-    assert "| vae | gan | spectrum-test | clean |" in (out / "lofo.md").read_text()
+    assert "| vae | gan | spectrum-test | clean |" in (out / "results.md").read_text()
     # recon: its reconstructor is trained once on real train images and shared by the folds;
     # the white-box row reconstructs through the very VAE that made the held-out fakes
     assert (tmp_path / "work" / "reconstructors" / "recon-test" / "config.json").is_file()
@@ -83,7 +83,7 @@ def test_format_bias_control(tiny_corpus, tmp_path):
     out = tmp_path / "fb"
     run("benchmarks/format_bias.py", "--corpus", str(tiny_corpus.root), "--out", str(out),
         "--work", str(tmp_path / "work"), "--detectors", "spectrum-test")
-    res = json.loads((out / "format_bias.json").read_text())
+    res = json.loads((out / "results.json").read_text())
     conds = [r["condition"] for r in res["rows"]]
     assert conds == ["as stored", "as stored -> re-encoded", "control"]
     assert res["control"] == {"attack": "jpeg", "quality": 90, "subsampling": "4:4:4"}
@@ -95,7 +95,7 @@ def test_format_bias_control(tiny_corpus, tmp_path):
     plain = json.loads((tmp_path / "work" / "as-stored" / "spectrum-test" / "config.json")
                        .read_text())
     assert ctl["trained_on"]["content_hash"] != plain["trained_on"]["content_hash"]
-    assert "| spectrum-test |" in (out / "format_bias.md").read_text()
+    assert "| spectrum-test |" in (out / "results.md").read_text()
 
 
 def test_fusion_of_shipped_models_stores_them_by_name(tiny_corpus, tmp_path):
