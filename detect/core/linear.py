@@ -16,6 +16,23 @@ import numpy as np
 from detect.core.errors import ModelError
 
 
+def head_attribute(name: str) -> property:
+    """A read-only view of ``self.head_.<name>`` on a detector that keeps its ``LinearHead`` as
+    ``head_``: ``coef_ = head_attribute("coef")`` keeps the attributes detectors had before the
+    head was shared (``top_terms``, tests and notebooks read ``coef_``). Unfitted, it raises
+    AttributeError, so ``hasattr(det, "coef_")`` still says whether the head is there."""
+
+    def get(self: Any) -> Any:
+        try:
+            head = self.__dict__["head_"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no fitted linear head "
+                                 f"(no {name}_)") from None
+        return getattr(head, name)
+
+    return property(get, doc=f"``head_.{name}`` (read-only)")
+
+
 class LinearHead:
     """``fit(X, y)`` then ``decision(X)``; ``standardise`` keeps per-feature mean and scale."""
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from detect.core.detector import Detector, Tags
+from detect.core.detector import Tags
+from detect.core.device import torch_device
 from detect.core.errors import ConfigError
+from detect.image.patch import PatchDetector
 from detect.image.residuals import npr_residual
 
 
@@ -33,16 +35,18 @@ def _augment(patch: np.ndarray, rng: np.random.Generator, blur_prob: float,
 RESIDUALS = ("none", "npr")
 
 
-class CNNDetector(Detector):
+class CNNDetector(PatchDetector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
     def __init__(self, *, arch: str = "resnet10t", timm_kwargs: dict[str, Any] | None = None,
                  residual: str = "none", patch: int = 32, epochs: int = 8,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  blur_prob: float = 0.0, jpeg_prob: float = 0.0, max_tiles: int = 64,
-                 target_fpr: float = 0.01, seed: int = 0):
+                 target_fpr: float = 0.01, seed: int = 0, device: str = "cpu"):
         if residual not in RESIDUALS:
             raise ConfigError(f"residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
+        torch_device(device, type(self).__name__)  # a bad device fails here, named
+        self.device = device
         self.arch, self.timm_kwargs, self.residual = arch, timm_kwargs, residual
         self.patch, self.epochs, self.batch_size = patch, epochs, batch_size
         self.lr, self.weight_decay = lr, weight_decay
@@ -58,10 +62,14 @@ class CNNDetector(Detector):
         except (RuntimeError, TypeError) as e:
             raise ConfigError(f"{self.name}: timm has no model {self.arch!r} ({e})") from None
 
+    def _device(self):  # noqa: ANN202
+        return torch_device(self.device, self.name)
+
     def _to_tensor(self, patches: np.ndarray):  # noqa: ANN202
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.ascontiguousarray(patches)).to(self._device())
+        x = x.permute(0, 3, 1, 2).float()
         x = (x / 255.0 - 0.5) / 0.25
         if self.residual == "npr":
             x = npr_residual(x)
@@ -72,16 +80,16 @@ class CNNDetector(Detector):
         import torch
         from tqdm.auto import tqdm
 
-        from detect.core.detector import random_crops
+        from detect.image.patch import random_crops
 
         torch.manual_seed(self.seed)
-        model = self._build()
+        model = self._build().to(self._device())
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         n = len(images)
         steps_per_epoch = max(1, n // self.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr,
                                                     total_steps=self.epochs * steps_per_epoch)
-        y_all = torch.from_numpy(labels.astype(np.float32))
+        y_all = torch.from_numpy(labels.astype(np.float32)).to(self._device())
         loss_fn = torch.nn.BCEWithLogitsLoss()
         model.train()
         bar = tqdm(total=self.epochs * steps_per_epoch, desc=f"train {self.name}",
@@ -102,7 +110,7 @@ class CNNDetector(Detector):
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
         model.eval()
-        self.model_ = model
+        self.model_ = model.to(self._device())
 
     def _score_patches(self, patches: np.ndarray) -> np.ndarray:
         import torch
@@ -111,7 +119,8 @@ class CNNDetector(Detector):
         out = []
         with torch.inference_mode():
             for i in range(0, len(patches), 256):
-                out.append(model(self._to_tensor(patches[i:i + 256])).squeeze(1).double().numpy())
+                logits = model(self._to_tensor(patches[i:i + 256])).squeeze(1)
+                out.append(logits.double().cpu().numpy())
         return np.concatenate(out)
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -132,4 +141,4 @@ class CNNDetector(Detector):
             raise ModelError(f"{self.name}: weights do not match architecture {self.arch}: {e}") \
                 from None
         model.eval()
-        self.model_ = model
+        self.model_ = model.to(self._device())

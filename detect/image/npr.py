@@ -25,8 +25,9 @@ class NPRDetector(CNNDetector):
                  residual: str = "npr", patch: int = 32, epochs: int = 8,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  blur_prob: float = 0.0, jpeg_prob: float = 0.0, max_tiles: int = 64,
-                 target_fpr: float = 0.01, seed: int = 0):
+                 target_fpr: float = 0.01, seed: int = 0, device: str = "cpu"):
         super().__init__(arch=arch, timm_kwargs=timm_kwargs, residual=residual, patch=patch,
                          epochs=epochs, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, blur_prob=blur_prob, jpeg_prob=jpeg_prob,
-                         max_tiles=max_tiles, target_fpr=target_fpr, seed=seed)
+                         max_tiles=max_tiles, target_fpr=target_fpr, seed=seed,
+                         device=device)

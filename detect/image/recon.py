@@ -33,26 +33,33 @@ from typing import Any
 
 import numpy as np
 
-from detect.core.detector import Detector, Tags, random_crops
+from detect.core.detector import Tags
+from detect.core.device import torch_device
 from detect.core.errors import ConfigError, ModelError
 from detect.core.generator_io import load_generator, read_config
+from detect.core.linear import LinearHead, head_attribute
+from detect.image.patch import PatchDetector, random_crops
 
 FAMILIES = ("vae", "diffusion")
 
 
-class ReconDetector(Detector):
+class ReconDetector(PatchDetector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
     def __init__(self, *, reconstructor: str = "train:vae",
                  reconstructor_params: dict[str, Any] | None = None,
                  timesteps: list[int] | None = None, max_train: int = 4000,
                  reconstructor_pool: int = 8000, C: float = 1.0, max_tiles: int = 64,
-                 target_fpr: float = 0.01, seed: int = 0):
-        self.reconstructor = reconstructor
+                 target_fpr: float = 0.01, seed: int = 0, device: str = "cpu"):
+        torch_device(device, type(self).__name__)  # a bad device fails here, named
+        self.reconstructor, self.device = reconstructor, device
         self.reconstructor_params = dict(reconstructor_params or {})
         self.timesteps = list(timesteps or [25, 100, 250, 500])
         self.max_train, self.reconstructor_pool = max_train, reconstructor_pool
         self.C, self.max_tiles, self.target_fpr, self.seed = C, max_tiles, target_fpr, seed
+
+    coef_ = head_attribute("coef")
+    intercept_ = head_attribute("intercept")
 
     # -- the reconstructor --------------------------------------------------------------------
     @property
@@ -95,6 +102,13 @@ class ReconDetector(Detector):
                                   "nor a saved generator folder")
             gen = load_generator(ref)
         self._check_family(gen, ref)
+        self._use(gen)
+
+    def _use(self, gen: Any) -> None:
+        """Keep ``gen`` as the reconstructor, its networks on ``device``."""
+        dev = torch_device(self.device, self.name)
+        for m in gen.modules_.values():
+            m.to(dev)
         self.gen_ = gen
 
     # -- features -----------------------------------------------------------------------------
@@ -102,13 +116,14 @@ class ReconDetector(Detector):
         """(N, P, P, 3) uint8 patches -> (N, F) reconstruction features."""
         import torch
 
+        dev = torch_device(self.device, self.name)
         out = []
         with torch.inference_mode():
             for i in range(0, len(patches), 128):
-                x = torch.from_numpy(np.ascontiguousarray(patches[i:i + 128]))
+                x = torch.from_numpy(np.ascontiguousarray(patches[i:i + 128])).to(dev)
                 x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
                 f = self._vae_feats(x) if self.gen_.family == "vae" else self._diff_feats(x)
-                out.append(torch.cat([f, self._texture(x)], dim=1).double().numpy())
+                out.append(torch.cat([f, self._texture(x)], dim=1).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_features))
 
     @property
@@ -153,9 +168,10 @@ class ReconDetector(Detector):
         sched = self.gen_._scheduler()
         feats = []
         for k, t in enumerate(self.timesteps):
+            # the noise is drawn on the CPU, so every device sees the same noise
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
-            noise = torch.randn(x.shape[1:], generator=g).expand_as(x)
-            tt = torch.full((len(x),), int(t), dtype=torch.long)
+            noise = torch.randn(x.shape[1:], generator=g).to(x.device).expand_as(x)
+            tt = torch.full((len(x),), int(t), dtype=torch.long, device=x.device)
             noisy = sched.add_noise(x, noise, tt)
             feats.append(self._logmse(unet(noisy, tt).sample - noise))
         return torch.cat(feats, dim=1)
@@ -163,8 +179,6 @@ class ReconDetector(Detector):
     # -- detector hooks -----------------------------------------------------------------------
     def _fit_images(self, images: list[np.ndarray], labels: np.ndarray,
                     rng: np.random.Generator) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         self._prepare_reconstructor([im for im, y in zip(images, labels, strict=True) if y == 0],
                                     rng)
         n_t = getattr(self.gen_, "train_timesteps", None)
@@ -182,15 +196,10 @@ class ReconDetector(Detector):
             idx = np.sort(np.concatenate(keep))
         patches = random_crops([images[i] for i in idx], self.patch, rng)
         feats = self.features(patches)
-        self.mean_ = feats.mean(axis=0)
-        self.scale_ = feats.std(axis=0) + 1e-8
-        clf = LogisticRegression(C=self.C, max_iter=2000)
-        clf.fit((feats - self.mean_) / self.scale_, labels[idx])
-        self.coef_ = clf.coef_.ravel().astype(np.float64)
-        self.intercept_ = float(clf.intercept_[0])
+        self.head_ = LinearHead(C=self.C, max_iter=2000).fit(feats, labels[idx])
 
     def _score_patches(self, patches: np.ndarray) -> np.ndarray:
-        return ((self.features(patches) - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        return self.head_.decision(self.features(patches))
 
     def save(self, directory: str | Path) -> Path:
         d = super().save(directory)
@@ -198,22 +207,21 @@ class ReconDetector(Detector):
         return d
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return ({"mean": self.mean_, "scale": self.scale_, "coef": self.coef_,
-                 "intercept": np.array([self.intercept_])},
+        return (self.head_.tensors(),
                 {"reconstructor": {"name": self.gen_.name, "family": self.gen_.family,
                                    "params": self.gen_.get_params(),
                                    "source": self.reconstructor}})
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.mean_, self.scale_ = tensors["mean"], tensors["scale"]
-        self.coef_, self.intercept_ = tensors["coef"], float(tensors["intercept"][0])
+        self.head_ = LinearHead(C=self.C, max_iter=2000).load_tensors(tensors,
+                                                                      where=self.model_dir_)
         where = Path(self.model_dir_) / "reconstructor"
         if not (where / "config.json").is_file():
             raise ModelError(f"{self.model_dir_}: the saved recon detector lacks its "
                              "reconstructor/ folder")
         gen = load_generator(where)
         self._check_family(gen, str(where))
-        self.gen_ = gen
-        if len(self.coef_) != self.n_features:
-            raise ModelError(f"{self.model_dir_}: {len(self.coef_)} weights for "
+        self._use(gen)
+        if self.head_.n_features != self.n_features:
+            raise ModelError(f"{self.model_dir_}: {self.head_.n_features} weights for "
                              f"{self.n_features} features")

@@ -1,7 +1,8 @@
 """Spectrum detector: upsampling in GAN generators and diffusion decoders leaves periodic peaks
 and a distorted high-frequency fall-off in the Fourier spectrum. An azimuthal average of the
 log power spectrum, plus the spectra along the two frequency axes (where transposed-convolution
-checkerboards concentrate), feed a standardised logistic regression."""
+checkerboards concentrate), feed a standardised logistic regression
+(``core.linear.LinearHead``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from detect.core.detector import Detector, Tags
+from detect.core.detector import Tags
+from detect.core.linear import LinearHead, head_attribute
+from detect.image.patch import PatchDetector
 
 
 def spectrum_features(patches: np.ndarray, bins: int) -> np.ndarray:
@@ -41,7 +44,7 @@ def spectrum_features(patches: np.ndarray, bins: int) -> np.ndarray:
     return np.concatenate([az, horiz, vert], axis=1)
 
 
-class SpectrumDetector(Detector):
+class SpectrumDetector(PatchDetector):
     tags = Tags(modality="image", needs_fit=True, min_size=8)
 
     def __init__(self, *, patch: int = 32, bins: int = 24, C: float = 1.0,
@@ -49,26 +52,20 @@ class SpectrumDetector(Detector):
         self.patch, self.bins, self.C = patch, bins, C
         self.max_tiles, self.target_fpr, self.seed = max_tiles, target_fpr, seed
 
+    coef_ = head_attribute("coef")
+    intercept_ = head_attribute("intercept")
+
     def _fit_patches(self, patches: np.ndarray, labels: np.ndarray,
                      rng: np.random.Generator) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         feats = spectrum_features(patches, self.bins)
-        self.mean_ = feats.mean(axis=0)
-        self.scale_ = feats.std(axis=0) + 1e-8
-        clf = LogisticRegression(C=self.C, max_iter=2000)
-        clf.fit((feats - self.mean_) / self.scale_, labels)
-        self.coef_ = clf.coef_.ravel().astype(np.float64)
-        self.intercept_ = float(clf.intercept_[0])
+        self.head_ = LinearHead(C=self.C, max_iter=2000).fit(feats, labels)
 
     def _score_patches(self, patches: np.ndarray) -> np.ndarray:
-        feats = (spectrum_features(patches, self.bins) - self.mean_) / self.scale_
-        return feats @ self.coef_ + self.intercept_
+        return self.head_.decision(spectrum_features(patches, self.bins))
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return ({"mean": self.mean_, "scale": self.scale_, "coef": self.coef_,
-                 "intercept": np.array([self.intercept_])}, {})
+        return self.head_.tensors(), {}
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.mean_, self.scale_ = tensors["mean"], tensors["scale"]
-        self.coef_, self.intercept_ = tensors["coef"], float(tensors["intercept"][0])
+        where = getattr(self, "model_dir_", None) or self.name
+        self.head_ = LinearHead(C=self.C, max_iter=2000).load_tensors(tensors, where=where)

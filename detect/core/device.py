@@ -1,0 +1,44 @@
+"""Which torch device a detector's network runs on.
+
+Every torch model in ``detect`` takes ``device: str = "cpu"`` as a constructor argument, so
+the choice is in ``get_params`` and in the saved config (a model saved before the argument
+existed loads with the default). The string is parsed by ``torch.device`` itself and checked
+against what this machine has, so a typo or a missing GPU fails when the detector is made,
+naming the detector and the device, rather than deep inside the first forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detect.core.errors import ConfigError
+
+
+def torch_device(device: Any, where: str) -> Any:
+    """``device`` as a ``torch.device`` that exists here; a ConfigError naming ``where`` and
+    the device otherwise."""
+    import torch
+
+    if not isinstance(device, str):
+        raise ConfigError(f"{where}: device must be a string such as 'cpu' or 'cuda:0', got "
+                          f"{device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: device {device!r} is not a torch device ({e})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "mps":
+        ok, count = torch.backends.mps.is_available(), 1
+    else:
+        backend = getattr(torch, dev.type, None)  # torch.cuda, torch.xpu, ...
+        available = getattr(backend, "is_available", None)
+        ok = bool(available and available())
+        count = int(backend.device_count()) if ok and hasattr(backend, "device_count") else 1
+    if not ok:
+        raise ConfigError(f"{where}: device {device!r} is not available on this machine "
+                          f"(no usable {dev.type} backend); use device='cpu'")
+    if dev.index is not None and dev.index >= count:
+        raise ConfigError(f"{where}: device {device!r} does not exist ({count} {dev.type} "
+                          "device(s) here)")
+    return dev
