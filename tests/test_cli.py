@@ -143,7 +143,7 @@ def test_inspect_gives_every_detector_and_a_heat_map(upload_folder, trained_mode
     r = unmask("inspect", upload_folder / "big.jpg", "-m", models[0], "-m", models[1],
                check_code=0)
     rep = json.loads(r.stdout)
-    assert rep["schema"] == "unmask.inspect/1" and rep["format"] == "jpeg"
+    assert rep["schema"] == "unmask.inspect/2" and rep["format"] == "jpeg"
     assert set(rep["detectors"]) == {"spectrum-test", "cnn-test"}
     for d in rep["detectors"].values():
         assert d["verdict"] in {"synthetic", "real", "uncertain"}

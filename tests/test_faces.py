@@ -200,19 +200,20 @@ def _png(path, arr):
 def test_scan_photo_with_and_without_a_face(face_model, trained_models, astronaut, tmp_path):
     from skimage import data
 
-    from detect.app.scan import scan_item
+    from detect.app.scan import ScanOptions, scan_item
     from detect.core.models import load_detectors
     from detect.io.media import load
 
     dets = load_detectors(model_dirs=[face_model, trained_models["spectrum-test"]])
     # the tiny models' calibration splits hold tens of reals: at 1% the face rule abstains,
     # says why and steps aside; at an FPR both rules support, the face detector decides
-    at_1 = scan_item(load(_png(tmp_path / "a.png", astronaut)), dets, watermarks=False)
+    at_1 = scan_item(load(_png(tmp_path / "a.png", astronaut)), dets,
+                     ScanOptions(watermarks=False))
     assert at_1.detectors["face-test"]["decides"] is False
     assert "real samples" in at_1.detectors["face-test"]["reason"]
     fpr = max(d.calibration_for().supports_fpr for d in dets)
     assert fpr < 0.5, fpr
-    f = scan_item(load(tmp_path / "a.png"), dets, fpr, watermarks=False)
+    f = scan_item(load(tmp_path / "a.png"), dets, ScanOptions(target_fpr=fpr, watermarks=False))
     res = f.detectors["face-test"]
     assert f.decided_by == "face-test" and f.verdict == res["verdict"]
     assert res["n_faces"] == 1 and len(res["faces"]) == 1
@@ -220,14 +221,15 @@ def test_scan_photo_with_and_without_a_face(face_model, trained_models, astronau
     assert _iou(face["box"], (181, 62, 268, 172)) > 0.8
     assert face["verdict"] in ("synthetic", "real", "uncertain")
 
-    g = scan_item(load(_png(tmp_path / "c.png", data.coffee())), dets, fpr, watermarks=False)
+    g = scan_item(load(_png(tmp_path / "c.png", data.coffee())), dets,
+                  ScanOptions(target_fpr=fpr, watermarks=False))
     res = g.detectors["face-test"]
     assert res["reason"] == "no face found" and res["verdict"] == "uncertain"
     assert res["score"] is None and g.error is None
     assert g.decided_by == "spectrum-test"  # the image detectors decide instead
 
     only_faces = load_detectors(model_dirs=[face_model])
-    h = scan_item(load(tmp_path / "c.png"), only_faces, watermarks=False)
+    h = scan_item(load(tmp_path / "c.png"), only_faces, ScanOptions(watermarks=False))
     assert h.verdict == "uncertain" and h.error is None  # never "error", never "real"
 
 

@@ -40,7 +40,7 @@ def test_image_report_renders_its_sections(trained_models, tmp_path, capsys):
                  "--html", str(html), "--json", str(tmp_path / "r.json")])
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema"] == "unmask.inspect/1" and report["html"] == str(html)
+    assert report["schema"] == "unmask.inspect/2" and report["html"] == str(html)
     text = html.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained
     dom, shot = _render(html, tmp_path)

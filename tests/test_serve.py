@@ -15,12 +15,13 @@ import uvicorn
 
 @pytest.fixture(scope="module")
 def server(trained_models, tiny_corpus):
+    from detect.app.scan import ScanOptions
     from detect.app.serve import create_app
     from detect.core.models import load_detectors
     from detect.io.media import Limits
 
     dets = load_detectors(model_dirs=[trained_models["spectrum-test"]])
-    app = create_app(dets, limits=Limits(max_bytes=200_000), watermarks=False)
+    app = create_app(dets, ScanOptions(limits=Limits(max_bytes=200_000), watermarks=False))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
@@ -60,7 +61,7 @@ def test_health(server):
 
 
 def test_upload_gives_the_scan_record(server, tiny_corpus, trained_models):
-    from detect.app.scan import scan_item
+    from detect.app.scan import ScanOptions, scan_item
     from detect.core.models import load_detectors
     from detect.io.media import load
 
@@ -72,7 +73,7 @@ def test_upload_gives_the_scan_record(server, tiny_corpus, trained_models):
     assert rec["verdict"] in ("real", "synthetic", "uncertain")
     # the same numbers as a scan of the file
     dets = load_detectors(model_dirs=[trained_models["spectrum-test"]])
-    local = scan_item(load(tiny_corpus.root / r.path), dets, watermarks=False)
+    local = scan_item(load(tiny_corpus.root / r.path), dets, ScanOptions(watermarks=False))
     assert rec["score"] == pytest.approx(local.score) and rec["verdict"] == local.verdict
 
 

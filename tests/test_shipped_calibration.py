@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binom
 
 from detect.app.release import read_holdout
-from detect.app.scan import scan_item
+from detect.app.scan import ScanOptions, scan_item
 from detect.core.models import MODELS_DIR, load_detectors
 from detect.io.media import load
 
@@ -126,5 +126,5 @@ def test_every_record_says_what_its_calibration_supports(dets, tmp_path):
         assert f.calibration and {"n", "supports_fpr"} <= set(f.calibration), f.to_dict()
         for res in f.detectors.values():
             assert {"n", "supports_fpr"} <= set(res["calibration"])
-        tiny = scan_item(load(p), list(dets.values()), target_fpr=1e-6)
+        tiny = scan_item(load(p), list(dets.values()), ScanOptions(target_fpr=1e-6))
         assert tiny.verdict == "uncertain" and "real samples" in tiny.reason, tiny.to_dict()

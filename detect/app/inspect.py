@@ -11,68 +11,38 @@ from typing import Any
 
 import numpy as np
 
-from detect.app.scan import _provenance_hints
-from detect.app.verdict import primary
-from detect.io.media import Limits, load
+from detect.app.collect import ScanOptions, collect_evidence
+from detect.io.media import load
 
-INSPECT_SCHEMA = "unmask.inspect/1"
-
-
-def tile_grid(scores: np.ndarray, pos: list[tuple[int, int]], patch: int) -> dict[str, Any]:
-    ys = sorted({y for y, _ in pos})
-    xs = sorted({x for _, x in pos})
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for s, (y, x) in zip(scores, pos, strict=True):
-        grid[ys.index(y), xs.index(x)] = s
-    return {"patch": patch, "rows": ys, "cols": xs,
-            "scores": [[None if np.isnan(v) else round(float(v), 4) for v in row]
-                       for row in grid]}
+# 2: the top level carries the scan record's fields (score, threshold, target_fpr, error), and
+# an input no loaded detector handles is an error, as in scan (it was "uncertain")
+INSPECT_SCHEMA = "unmask.inspect/2"
 
 
-HEATMAP_TILES = 4096
+def inspect_file(path: str | Path, detectors: list[Any],
+                 options: ScanOptions = ScanOptions()) -> dict[str, Any]:
+    item = load(path, options.limits)
+    if item.modality == "video":
+        from detect.io.video import decode_item
+
+        item = decode_item(item, options.limits, options.sampling)
+    return inspect_item(item, detectors, options)
 
 
-def _all_tiles(det: Any, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Per-patch scores over the whole image for the heat map (scoring itself thins the
-    tiles to ``max_tiles`` for speed; the map should not have holes)."""
-    saved = det.max_tiles
-    try:
-        det.max_tiles = max(saved, HEATMAP_TILES)
-    except AttributeError:  # e.g. fusion, whose tiling follows its members
-        return det.score_tiles(item)
-    try:
-        return det.score_tiles(item)
-    finally:
-        det.max_tiles = saved
+def inspect_item(item: Any, detectors: list[Any],
+                 options: ScanOptions = ScanOptions()) -> dict[str, Any]:
+    """The report for an item already loaded (so a caller that also draws it decodes once):
+    the scan record's evidence in full (:func:`collect_evidence` with ``full=True``: same
+    verdict, deciding detector, score and error as scan) and what the item is.
 
-
-def inspect_file(path: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
-                 target_fpr: float | None = None, **kw: Any) -> dict[str, Any]:
-    return inspect_item(load(path, limits), detectors, target_fpr=target_fpr, **kw)
-
-
-def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = None,
-                 wm_target_fpr: float | None = None, payloads: list[Any] | None = None,
-                 text_keys: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The report for an item already loaded (so a caller that also draws it decodes once).
-
-    Watermarks: images against the public payload catalog plus any ``payloads`` given, text
-    against ``text_keys``; full results with decoded bits and p-values."""
+    Watermarks: images against the public payload catalog plus ``options.payloads``, text
+    against ``options.text_keys``; full results with decoded bits and p-values."""
+    f = collect_evidence(item, detectors, options, full=True).to_dict()
+    del f["schema"], f["elapsed_ms"]
     report: dict[str, Any] = {
         "schema": INSPECT_SCHEMA, "path": item.path, "sha256": item.sha256,
         "modality": item.modality, "format": item.format, "size_bytes": item.size_bytes,
-        "meta": item.meta, "provenance": _provenance_hints(item), "detectors": {},
-        "watermarks": [],
-    }
-    if item.modality == "image" and Path(item.path).is_file():
-        from detect.evidence.metadata import read_metadata
-
-        # generator tags the file carries about itself (A1111, ComfyUI, EXIF, XMP), raw values
-        report["provenance"]["metadata"] = read_metadata(item.path)
-    if Path(item.path).is_file() and item.modality == "image":
-        from detect.evidence.c2pa import read_c2pa
-
-        report["provenance"]["c2pa"] = read_c2pa(item.path)
+        "meta": item.meta, **f}
     if item.modality == "text":
         from detect.io.normalize import language_check, normalize
 
@@ -80,36 +50,6 @@ def inspect_item(item: Any, detectors: list[Any], *, target_fpr: float | None = 
         # what the text detectors saw: sentence spans below index the normalised text
         report["text"] = {"normalization": norm.to_dict(), "normalized": norm.text,
                           "language": language_check(norm.text)}
-    from detect.evidence.watermark import DEFAULT_TARGET_FPR
-    from detect.evidence.watermark.checks import check_item
-    from detect.evidence.watermark.image import CATALOG
-
-    if item.modality == "image" and payloads:
-        payloads = list(CATALOG.values()) + list(payloads)
-    report["watermarks"] = [r.to_dict() for r in check_item(
-        item, target_fpr=wm_target_fpr or DEFAULT_TARGET_FPR, payloads=payloads,
-        text_keys=text_keys)]
-    for det in detectors:
-        if not det.applies_to(item):
-            report["detectors"][det.name] = {"applies": False,
-                                             "reason": f"{det.tags.modality} detector"}
-            continue
-        score = float(det.score([item])[0])  # the same number scan reports
-        res = {"applies": True, **det.decide(item, score, target_fpr),
-               "trained_on": det.trained_on_}
-        if item.modality == "image" and det.tags.modality == "image":
-            tile_scores, pos = _all_tiles(det, item)
-            res["tiles"] = tile_grid(tile_scores, pos, det.patch)
-        elif hasattr(det, "sentence_scores"):
-            res["sentences"] = det.sentence_scores(item)
-        report["detectors"][det.name] = res
-    # the rule scan uses, over the detectors that apply
-    report["decided_by"], res = primary(
-        {n: r for n, r in report["detectors"].items() if r.get("applies")})
-    report["verdict"] = res["verdict"] if res else "uncertain"
-    report["calibration"] = res.get("calibration") if res else None
-    report["reason"] = (res.get("reason") if res else
-                        f"no loaded detector handles {item.modality} input")
     return report
 
 

@@ -238,6 +238,7 @@ def html_report(report: dict[str, Any], item: Any, path: str | Path) -> Path:
         f"<p>Verdict: <span class='verdict {v}'>{v}</span>"
         f"{' by ' + html.escape(report['decided_by']) if report.get('decided_by') else ''}"
         f"{' (' + html.escape(report['reason']) + ')' if report.get('reason') else ''}"
+        f"{': ' + html.escape(report['error']) if report.get('error') else ''}"
         f" &middot; {report['modality']} ({html.escape(str(report.get('format')))}, "
         f"{report.get('size_bytes')} bytes)</p>",
         f"<p class=small>sha256 {report.get('sha256')} &middot; report schema "

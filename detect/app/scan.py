@@ -17,69 +17,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from detect.app.verdict import decide_by, judge
+from detect.app.collect import ScanOptions, collect_evidence
 from detect.core.errors import ConfigError, UnmaskError
 from detect.core.types import Finding
-from detect.io.media import Limits, iter_paths, load, load_bytes
+from detect.io.media import iter_paths, load, load_bytes
 
 
-def _provenance_hints(item: Any) -> dict[str, Any]:
-    """Metadata signals cheap enough for every scan (full C2PA parsing lives in inspect)."""
-    keys = item.meta.get("info_keys") or []
-    hints = {}
-    for k in ("parameters", "prompt", "workflow", "Software", "c2pa", "XML:com.adobe.xmp"):
-        if k in keys:
-            hints.setdefault("metadata_keys", []).append(k)
-    return hints
-
-
-def _c2pa_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The scan record's part of a C2PA report (``inspect`` has all of it)."""
-    out = {"status": report["status"]}
-    if report.get("present"):
-        out.update(claim_generator=report.get("claim_generator"),
-                   ai_generated=report.get("ai_generated"),
-                   digital_source_type=[d["name"] for d in report.get("digital_source_type")
-                                        or []])
-    if report.get("error"):
-        out["error"] = report["error"]
-    return out
-
-
-def scan_item(item: Any, detectors: list[Any], target_fpr: float | None = None, *,
-              watermarks: bool = True, wm_target_fpr: float | None = None,
-              text_keys: list[str] | tuple[str, ...] = ()) -> Finding:
+def scan_item(item: Any, detectors: list[Any], options: ScanOptions = ScanOptions()) -> Finding:
     """One Finding: detector verdicts, watermark checks (the public image payload catalog;
-    text only against the given key files) and provenance metadata (file tags, C2PA)."""
-    f = Finding(path=item.path, sha256=item.sha256, modality=item.modality)
-    usable = [d for d in detectors if d.applies_to(item)]
-    f.provenance = _provenance_hints(item)
-    if item.modality == "image" and Path(item.path).is_file():
-        from detect.evidence.c2pa import read_c2pa
-        from detect.evidence.metadata import read_metadata
-
-        md = read_metadata(item.path)  # header parsing only; the pixels are not decoded again
-        if md.get("tools") or md.get("ai_source_type"):  # compact: `inspect` has raw values
-            f.provenance["generator_tags"] = {
-                "tools": md["tools"], "ai_source_type": md["ai_source_type"],
-                "sources": [s["source"] for s in md["signals"] if s.get("tool")
-                            or s["source"] == "xmp:DigitalSourceType"]}
-        f.provenance["c2pa"] = _c2pa_summary(read_c2pa(item.path))
-    if watermarks:
-        from detect.evidence.watermark import DEFAULT_TARGET_FPR
-        from detect.evidence.watermark.checks import check_item, compact
-
-        f.watermarks = compact(check_item(
-            item, target_fpr=wm_target_fpr or DEFAULT_TARGET_FPR, text_keys=text_keys))
-    if not usable:
-        f.error = (f"{item.path}: no loaded detector handles {item.modality} input (loaded: "
-                   f"{', '.join(sorted({d.name for d in detectors}))})")
-        return f
-    f.detectors = judge(item, usable, target_fpr)
-    decide_by(f)
-    if f.verdict == "error":
-        f.error = f"{item.path}: {f.decided_by} returned a non-finite score"
-    return f
+    text only against the given key files) and provenance metadata (file tags, C2PA); the
+    compact form of :func:`detect.app.collect.collect_evidence`."""
+    return collect_evidence(item, detectors, options)
 
 
 class _TimedOut(Exception):
@@ -107,14 +55,12 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def scan_path(p: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
-              target_fpr: float | None = None, debug: bool = False, watermarks: bool = True,
-              wm_target_fpr: float | None = None, text_keys: list[str] | tuple[str, ...] = (),
-              sampling: Any = None, timeout: float | None = None,
+def scan_path(p: str | Path, detectors: list[Any], options: ScanOptions = ScanOptions(),
               data: bytes | None = None) -> Finding:
     """The Finding of one input ('-' = standard input; ``data``: bytes already received,
     e.g. an upload, labelled ``p``), whatever happens to it."""
     t0 = time.perf_counter()
+    limits, timeout = options.limits, options.timeout
     try:
         with _deadline(timeout):
             if data is not None:
@@ -126,15 +72,14 @@ def scan_path(p: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
             if item.modality == "video":
                 from detect.io.video import decode_item
 
-                item = decode_item(item, limits, sampling)
-            finding = scan_item(item, detectors, target_fpr, watermarks=watermarks,
-                                wm_target_fpr=wm_target_fpr, text_keys=text_keys)
+                item = decode_item(item, limits, options.sampling)
+            finding = scan_item(item, detectors, options)
     except _TimedOut:
         finding = Finding(path=str(p), error=f"{p}: timed out after {timeout:g} s (--timeout)")
     except UnmaskError as e:
         finding = Finding(path=str(p), error=str(e))
     except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch
-        if debug:
+        if options.debug:
             raise
         finding = Finding(path=str(p), error=f"{p}: internal error {type(e).__name__}: {e}")
     finding.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
@@ -144,77 +89,68 @@ def scan_path(p: str | Path, detectors: list[Any], *, limits: Limits = Limits(),
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(load_detectors_fn: Any, kwargs: dict[str, Any]) -> None:
+def _worker_init(options: ScanOptions) -> None:
     """Each worker process loads its own detectors once (from names and folders: nothing
-    but paths crosses the process boundary on the way in)."""
+    but paths and options crosses the process boundary on the way in)."""
     import torch
 
     torch.set_num_threads(1)  # N workers share the cores; more threads only contend
-    _WORKER["detectors"] = load_detectors_fn()
-    _WORKER["kwargs"] = kwargs
+    _WORKER["detectors"] = options.load_detectors_fn()
+    _WORKER["options"] = options
 
 
 def _worker_scan(p: str) -> Finding:
-    return scan_path(p, _WORKER["detectors"], **_WORKER["kwargs"])
+    return scan_path(p, _WORKER["detectors"], _WORKER["options"])
 
 
-def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(),
-         target_fpr: float | None = None, progress: bool = True, debug: bool = False,
-         include_hidden: bool = False, skipped: list[Path] | None = None,
-         watermarks: bool = True, wm_target_fpr: float | None = None,
-         text_keys: list[str] | tuple[str, ...] = (),
-         sampling: Any = None,
+def scan(paths: Iterable[str], detectors: list[Any], options: ScanOptions = ScanOptions(), *,
          done: set[tuple[str, str | None]] | None = None,
-         timeout: float | None = None, workers: int = 1,
-         load_detectors_fn: Any = None, engine: str = "local",
-         ray_address: str | None = None) -> Iterator[Finding]:
+         skipped: list[Path] | None = None) -> Iterator[Finding]:
     """Yield exactly one Finding per input path ('-' reads standard input), in input order.
 
     ``done`` holds (path, sha256) of inputs an earlier run already recorded (sha256 None for
     its error records): those are skipped, so a resumed run adds exactly the missing records.
 
-    Videos are decoded once, right after loading (``sampling`` picks the frames, the limits'
-    resolution, frame and duration caps apply); a corrupt one becomes its error record.
-    ``timeout`` bounds each input's seconds (an error record when exceeded).
+    Videos are decoded once, right after loading (``options.sampling`` picks the frames, the
+    limits' resolution, frame and duration caps apply); a corrupt one becomes its error record.
+    ``options.timeout`` bounds each input's seconds (an error record when exceeded).
 
-    ``workers > 1`` scans in that many processes, each loading its detectors once through
-    ``load_detectors_fn`` (a picklable callable, e.g. ``functools.partial(load_detectors,
-    names, dirs)``); standard input is read in this process. ``engine="ray"`` runs the same
-    scan on Ray actors (``workers`` of them) on a local instance or the cluster at
-    ``ray_address`` (``ray://host:10001``); paths must be readable where the actors run.
+    ``options.workers > 1`` scans in that many processes, each loading its detectors once
+    through ``options.load_detectors_fn``; standard input is read in this process.
+    ``engine="ray"`` runs the same scan on Ray actors (``workers`` of them) on a local instance
+    or the cluster at ``ray_address`` (``ray://host:10001``); paths must be readable where the
+    actors run.
 
-    Hidden entries inside folders are left out unless ``include_hidden``; they are appended to
-    ``skipped`` so the caller can report them (nothing is dropped without a word).
+    Hidden entries inside folders are left out unless ``options.include_hidden``; they are
+    appended to ``skipped`` so the caller can report them (nothing is dropped without a word).
     """
     from tqdm.auto import tqdm
 
     expanded: list[str | Path] = []
     for p in paths:
         expanded.extend(["-"] if p == "-" else
-                        iter_paths([p], include_hidden=include_hidden, skipped=skipped))
+                        iter_paths([p], include_hidden=options.include_hidden,
+                                   skipped=skipped))
     if done:
         from detect.app.output import file_sha256
 
         expanded = [p for p in expanded if p == "-" or not (
             (str(p), None) in done or (str(p), file_sha256(p)) in done)]
-    kw = {"limits": limits, "target_fpr": target_fpr, "debug": debug,
-          "watermarks": watermarks, "wm_target_fpr": wm_target_fpr, "text_keys": text_keys,
-          "sampling": sampling, "timeout": timeout}
+    workers, engine = options.workers, options.engine
     bar = tqdm(total=len(expanded), desc="scan", unit="file", file=sys.stderr,
-               disable=not progress)
+               disable=not options.progress)
     if engine not in ("local", "ray"):
         raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "local" and (workers <= 1 or len(expanded) < 2):
         for p in expanded:
-            yield scan_path(p, detectors, **kw)
+            yield scan_path(p, detectors, options)
             bar.update(1)
         bar.close()
         return
-    if load_detectors_fn is None:
+    if options.load_detectors_fn is None:
         raise ConfigError("scan with workers > 1 needs load_detectors_fn")
     if engine == "ray":
-        yield from _scan_ray(expanded, detectors, kw, workers, load_detectors_fn,
-                             ray_address, bar)
+        yield from _scan_ray(expanded, detectors, options, bar)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -224,7 +160,7 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
     window: collections.deque[tuple[str | Path, Any]] = collections.deque()
     todo = iter(expanded)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(load_detectors_fn, kw)) as pool:
+                             initargs=(options,)) as pool:
         while True:
             # a bounded window of submitted inputs keeps memory flat for any number of files
             while len(window) < 4 * workers:
@@ -236,7 +172,7 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
                 break
             p, job = window.popleft()
             if job is None:
-                yield scan_path(p, detectors, **kw)
+                yield scan_path(p, detectors, options)
             else:
                 try:
                     yield job.result()
@@ -247,8 +183,7 @@ def scan(paths: Iterable[str], detectors: list[Any], *, limits: Limits = Limits(
     bar.close()
 
 
-def _scan_ray(expanded: list[str | Path], detectors: list[Any], kw: dict[str, Any],
-              workers: int, load_detectors_fn: Any, address: str | None,
+def _scan_ray(expanded: list[str | Path], detectors: list[Any], options: ScanOptions,
               bar: Any) -> Iterator[Finding]:
     """The scan on Ray: one actor per worker loads the models once; inputs go out in order
     through an ActorPool, records come back as plain dicts (JSON-able, no user objects)."""
@@ -257,6 +192,7 @@ def _scan_ray(expanded: list[str | Path], detectors: list[Any], kw: dict[str, An
         from ray.util import ActorPool
     except ImportError:
         raise ConfigError("--engine ray needs Ray: pip install 'ray[data]'") from None
+    workers, address = options.workers, options.ray_address
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else max(1, workers),
@@ -264,23 +200,23 @@ def _scan_ray(expanded: list[str | Path], detectors: list[Any], kw: dict[str, An
 
     @ray.remote(num_cpus=1)
     class Scanner:
-        def __init__(self, fn: Any, kwargs: dict[str, Any]) -> None:
+        def __init__(self, options: ScanOptions) -> None:
             import torch
 
             torch.set_num_threads(1)
-            self.detectors, self.kwargs = fn(), kwargs
+            self.detectors, self.options = options.load_detectors_fn(), options
 
         def scan(self, p: str) -> dict[str, Any]:
-            return scan_path(p, self.detectors, **self.kwargs).to_dict()
+            return scan_path(p, self.detectors, self.options).to_dict()
 
     try:
-        actors = [Scanner.remote(load_detectors_fn, kw) for _ in range(max(1, workers))]
+        actors = [Scanner.remote(options) for _ in range(max(1, workers))]
         pool = ActorPool(actors)
         remote = [p for p in expanded if p != "-"]
         results = pool.map(lambda a, p: a.scan.remote(str(p)), remote)
         for p in expanded:
             if p == "-":
-                yield scan_path(p, detectors, **kw)
+                yield scan_path(p, detectors, options)
             else:
                 try:
                     d = next(results)

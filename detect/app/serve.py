@@ -17,21 +17,21 @@ import threading
 from typing import Any
 
 from detect import __version__
-from detect.app.scan import scan_path
+from detect.app.scan import ScanOptions, scan_path
 from detect.core.types import Finding
-from detect.io.media import Limits
 
 CHUNK = 1 << 20
 
 
-def create_app(detectors: list[Any], *, limits: Limits = Limits(),
-               target_fpr: float | None = None, sampling: Any = None,
-               watermarks: bool = True) -> Any:
+def create_app(detectors: list[Any], options: ScanOptions = ScanOptions()) -> Any:
+    """The app scoring each request with ``detectors`` under ``options`` (limits, target FPR,
+    frame sampling, watermarks); ``options.limits.max_bytes`` caps an upload."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
     app = FastAPI(title="unmask", version=__version__)
     lock = threading.Lock()
+    limits = options.limits
 
     def finding_response(f: Finding) -> JSONResponse:
         # nothing could be read from the input: the client sent something unusable
@@ -40,8 +40,7 @@ def create_app(detectors: list[Any], *, limits: Limits = Limits(),
 
     def scan_bytes(data: bytes, name: str) -> Finding:
         with lock:  # the whole load-decode-score of one request at a time
-            return scan_path(name, detectors, data=data, limits=limits, target_fpr=target_fpr,
-                             sampling=sampling, watermarks=watermarks)
+            return scan_path(name, detectors, options, data=data)
 
     def too_large(n: int | str) -> JSONResponse:
         return JSONResponse({"error": f"upload too large ({n} bytes > limit {limits.max_bytes})"},
@@ -91,7 +90,8 @@ def create_app(detectors: list[Any], *, limits: Limits = Limits(),
     return app
 
 
-def serve(detectors: list[Any], host: str = "127.0.0.1", port: int = 8000, **kw: Any) -> None:
+def serve(detectors: list[Any], host: str = "127.0.0.1", port: int = 8000,
+          options: ScanOptions = ScanOptions()) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(detectors, **kw), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(detectors, options), host=host, port=port, log_level="info")

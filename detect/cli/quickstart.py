@@ -31,7 +31,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from benchmarks.runner import markdown, run
-    from detect.app.scan import exit_code, scan
+    from detect.app.scan import ScanOptions, exit_code, scan
     from detect.core.models import load_detectors
     from detect.core.registry import detectors as registry
     from detect.io.corpus import Corpus
@@ -112,7 +112,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     (sample / "truncated.jpg").write_bytes((sample / "coffee-photo.jpg").read_bytes()[:3000])
     (sample / "notes.txt").write_bytes(b"caf\xe9 au lait: Latin-1, not UTF-8\n")
     dets = load_detectors([], model_dirs)
-    findings = list(scan([str(sample)], dets, progress=False))
+    findings = list(scan([str(sample)], dets, ScanOptions(progress=False)))
     with open(out / "scan.jsonl", "w", encoding="utf-8") as fh:
         for f in findings:
             fh.write(f.to_json() + "\n")

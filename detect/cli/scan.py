@@ -30,15 +30,28 @@ def _load_for_scan(a: argparse.Namespace) -> list[Any]:
     return dets
 
 
-def cmd_scan(a: argparse.Namespace) -> int:
-    from detect.app.scan import exit_code, scan
+def _options(a: argparse.Namespace, **kw: Any) -> Any:
+    """The one ScanOptions scan, inspect and serve build from their arguments."""
+    from detect.app.collect import ScanOptions
     from detect.evidence.watermark.checks import load_text_keys
 
+    return ScanOptions(
+        limits=_limits(a), target_fpr=a.target_fpr, sampling=_sampling(a),
+        watermarks=not getattr(a, "no_watermarks", False),
+        wm_target_fpr=getattr(a, "wm_target_fpr", None),
+        text_keys=tuple(load_text_keys(getattr(a, "wm_key", []))),  # a bad key file fails now
+        **kw)
+
+
+def cmd_scan(a: argparse.Namespace) -> int:
+    from detect.app.scan import exit_code, scan
+
     exit_code([], a.fail_on)  # a typo in --fail-on fails before any work
-    text_keys = load_text_keys(a.wm_key)  # so does a bad key file
+    options = _options(a, progress=not a.quiet, debug=a.debug,
+                       include_hidden=a.include_hidden, timeout=a.timeout, workers=a.workers,
+                       load_detectors_fn=functools.partial(_load_for_scan, a),
+                       engine=a.engine, ray_address=a.ray_address)
     detectors = _load_for_scan(a)
-    limits = _limits(a)
-    sampling = _sampling(a)
     from detect.app.output import FindingWriter, recorded
 
     paths = list(a.paths) + _from_list(a.from_list)
@@ -54,13 +67,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
     findings = []
     skipped: list[Path] = []
     with FindingWriter(a.output, a.format) as out:
-        for f in scan(paths, detectors, limits=limits, target_fpr=a.target_fpr,
-                      progress=not a.quiet, debug=a.debug, include_hidden=a.include_hidden,
-                      skipped=skipped, watermarks=not a.no_watermarks,
-                      wm_target_fpr=a.wm_target_fpr, text_keys=text_keys,
-                      sampling=sampling, done=done, timeout=a.timeout, workers=a.workers,
-                      load_detectors_fn=functools.partial(_load_for_scan, a),
-                      engine=a.engine, ray_address=a.ray_address):
+        for f in scan(paths, detectors, options, done=done, skipped=skipped):
             out.write(f)
             findings.append(f)
     counts: dict[str, int] = {}
@@ -83,8 +90,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     detectors = _load_for_scan(a)
     _log(f"serving {len(detectors)} detector(s) on http://{a.host}:{a.port} (POST /scan)")
-    serve(detectors, a.host, a.port, limits=_limits(a), target_fpr=a.target_fpr,
-          sampling=_sampling(a), watermarks=not a.no_watermarks)
+    serve(detectors, a.host, a.port, _options(a))
     return 0
 
 
@@ -103,15 +109,14 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     from detect.app.inspect import inspect_item
     from detect.io.media import load
 
+    options = _options(a)
     detectors = _load_for_scan(a)
-    limits = _limits(a)
-    item = load(a.file, limits)
+    item = load(a.file, options.limits)
     if item.modality == "video":
         from detect.io.video import decode_item
 
-        item = decode_item(item, limits, _sampling(a))
-    report = inspect_item(item, detectors, target_fpr=a.target_fpr,
-                          wm_target_fpr=a.wm_target_fpr, text_keys=a.wm_key)
+        item = decode_item(item, options.limits, options.sampling)
+    report = inspect_item(item, detectors, options)
     if a.timeline:
         from detect.app.inspect import timeline_png
 
