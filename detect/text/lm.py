@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from detect.core.device import torch_device
 from detect.core.errors import ModelError
 
 SHIPPED_PREFIX = "shipped:"
@@ -43,18 +44,11 @@ def models_dir() -> Path:
 
 
 def resolve_model_ref(ref: str, base: str | Path | None = None) -> str:
-    """``shipped:NAME`` -> the shipped folder; ``model-dir:SUB`` -> ``base/SUB``; else as given
-    (a folder or a hub id)."""
-    if ref.startswith(SHIPPED_PREFIX):
-        p = models_dir() / ref.removeprefix(SHIPPED_PREFIX)
-        if not (p / "config.json").is_file():
-            raise ModelError(f"no shipped language model {ref!r} (expected {p})")
-        return str(p)
-    if ref.startswith("model-dir:"):
-        if base is None:
-            raise ModelError(f"{ref!r} is relative to a saved model folder, but none is known")
-        return str(Path(base) / ref.removeprefix("model-dir:"))
-    return ref
+    """The folder (or hub id) an LM reference names, as a string for ``from_pretrained``: the
+    grammar and the resolver are :func:`detect.core.models.resolve_ref`'s."""
+    from detect.core.models import resolve_ref
+
+    return str(resolve_ref(ref, base))
 
 
 @dataclass
@@ -77,9 +71,12 @@ class TokenStats:
 
 
 @functools.lru_cache(maxsize=4)
-def load_lm(ref: str) -> tuple[Any, Any]:
-    """(model, tokenizer) by folder or hub id; eval mode, float32, cached per process."""
+def load_lm(ref: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) by folder or hub id; eval mode, float32, on ``device``, cached per
+    process and device."""
     import torch
+
+    dev = torch_device(device, f"language model {ref}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -95,7 +92,7 @@ def load_lm(ref: str) -> tuple[Any, Any]:
         if was:
             hf_logging.enable_progress_bar()
     model.eval()
-    return model, tok
+    return model.to(dev), tok
 
 
 def vocab_fingerprint(tok: Any) -> str:
@@ -107,13 +104,15 @@ class LMScorer:
     """Token statistics from an observer LM and, optionally, a performer sharing its tokenizer."""
 
     def __init__(self, observer: str, performer: str | None = None, *, max_tokens: int = 1024,
-                 batch_size: int = 8, base: str | Path | None = None, cache_size: int = 256):
+                 batch_size: int = 8, base: str | Path | None = None, cache_size: int = 256,
+                 device: str = "cpu"):
         self.observer_ref, self.performer_ref = observer, performer
         self.max_tokens, self.batch_size = int(max_tokens), int(batch_size)
-        self.model, self.tok = load_lm(resolve_model_ref(observer, base))
+        self.device = torch_device(device, "LMScorer")
+        self.model, self.tok = load_lm(resolve_model_ref(observer, base), device)
         self.performer = None
         if performer:
-            self.performer, ptok = load_lm(resolve_model_ref(performer, base))
+            self.performer, ptok = load_lm(resolve_model_ref(performer, base), device)
             if vocab_fingerprint(ptok) != vocab_fingerprint(self.tok):
                 raise ModelError(f"observer {observer!r} and performer {performer!r} use "
                                  "different tokenizers; Binoculars compares their next-token "
@@ -210,6 +209,7 @@ class LMScorer:
         for r, w in enumerate(windows):
             ids[r, :len(w)] = torch.tensor(w, dtype=torch.long)
             mask[r, :len(w)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         with torch.no_grad():
             lo = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
                                    .float(), dim=-1)
@@ -227,6 +227,8 @@ class LMScorer:
                 ref, xent = p_obs, None
             mu = (ref * lo).sum(-1)
             var = (ref * lo.square()).sum(-1) - mu.square()
+        logp, rank, entropy, mu, var = (t.cpu() for t in (logp, rank, entropy, mu, var))
+        xent = xent.cpu() if xent is not None else None
         out = []
         for r, w in enumerate(windows):
             k = len(w) - 1

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from detect.core.device import torch_device
 from detect.core.errors import ConfigError, ModelError
+from detect.core.linear import LinearHead, head_attribute
 from detect.text.base import TextDetector
 from detect.text.lm import resolve_model_ref
 
@@ -75,7 +77,6 @@ class TfidfDetector(TextDetector):
 
     def _fit_texts(self, texts: list[str], labels: np.ndarray, rng: np.random.Generator) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
 
         self.vectorizers_ = {}
         for part, settings in self._settings().items():
@@ -87,11 +88,15 @@ class TfidfDetector(TextDetector):
                                   f"{len(texts)} training texts (min_df={self.min_df}): {e}") \
                     from None
             self.vectorizers_[part] = vec
-        lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter,
-                                random_state=self.seed)
-        lr.fit(self._transform(texts), labels)
-        self.coef_ = lr.coef_[0].astype(np.float64)
-        self.intercept_ = float(lr.intercept_[0])
+        self.head_ = self._head().fit(self._transform(texts), labels)
+
+    def _head(self) -> LinearHead:
+        """Sparse TF-IDF rows, not standardised (that would densify them); balanced classes."""
+        return LinearHead(C=self.C, standardise=False, max_iter=self.max_iter,
+                          class_weight="balanced", seed=self.seed)
+
+    coef_ = head_attribute("coef")
+    intercept_ = head_attribute("intercept")
 
     def _transform(self, texts: list[str]) -> Any:
         import scipy.sparse as sp
@@ -102,7 +107,7 @@ class TfidfDetector(TextDetector):
     def _score_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0)
-        return np.asarray(self._transform(texts) @ self.coef_, dtype=np.float64) + self.intercept_
+        return self.head_.decision(self._transform(texts))
 
     def top_terms(self, k: int = 20) -> dict[str, list[tuple[str, float]]]:
         """The n-grams that push hardest towards "machine" and towards "human": a quick look at
@@ -116,7 +121,7 @@ class TfidfDetector(TextDetector):
 
     # -- persistence: vocabulary as JSON, numbers as safetensors -------------------------------
     def _get_text_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        tensors = {"logreg.coef": self.coef_, "logreg.intercept": np.array([self.intercept_])}
+        tensors = self.head_.tensors("logreg.")
         parts = {}
         for part, vec in self.vectorizers_.items():
             params = vec.get_params()
@@ -145,14 +150,14 @@ class TfidfDetector(TextDetector):
                 vec = TfidfVectorizer(**settings, vocabulary=vocab, dtype=np.float64)
                 vec.idf_ = tensors[f"tfidf.{part}.idf"].astype(np.float64)  # sets vocabulary_
                 self.vectorizers_[part] = vec
-            self.coef_ = tensors["logreg.coef"].astype(np.float64)
-            self.intercept_ = float(tensors["logreg.intercept"][0])
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{self.name}: saved TF-IDF state is incomplete or inconsistent "
                              f"({type(e).__name__}: {e})") from None
+        where = getattr(self, "model_dir_", None) or self.name
+        self.head_ = self._head().load_tensors(tensors, "logreg.", where=where)
         n = sum(len(v.vocabulary_) for v in self.vectorizers_.values())
-        if n != self.coef_.shape[0]:
-            raise ModelError(f"{self.name}: {self.coef_.shape[0]} coefficients for {n} terms")
+        if n != self.head_.n_features:
+            raise ModelError(f"{self.name}: {self.head_.n_features} coefficients for {n} terms")
 
 
 def window_starts(n: int, length: int, max_windows: int) -> list[int]:
@@ -176,8 +181,10 @@ class TransformerClassifier(TextDetector):
                  max_length: int = 256, max_windows: int = 8, epochs: int = 4,
                  batch_size: int = 16, lr: float = 3e-4, weight_decay: float = 0.01,
                  n_layer: int = 2, n_embd: int = 128, n_head: int = 2, min_tokens: int = 16,
-                 normalize: bool = True, target_fpr: float = 0.01, seed: int = 0):
-        self.init, self.tokenizer = init, tokenizer
+                 normalize: bool = True, target_fpr: float = 0.01, seed: int = 0,
+                 device: str = "cpu"):
+        torch_device(device, type(self).__name__)  # a bad device fails here, named
+        self.init, self.tokenizer, self.device = init, tokenizer, device
         self.max_length, self.max_windows = max_length, max_windows
         self.epochs, self.batch_size = epochs, batch_size
         self.lr, self.weight_decay = lr, weight_decay
@@ -186,6 +193,9 @@ class TransformerClassifier(TextDetector):
         self.target_fpr, self.seed = target_fpr, seed
 
     # -- building --------------------------------------------------------------------------
+    def _device(self) -> Any:
+        return torch_device(self.device, self.name)
+
     def _resolve(self, ref: str) -> str:
         return resolve_model_ref(ref, getattr(self, "model_dir_", None))
 
@@ -259,7 +269,8 @@ class TransformerClassifier(TextDetector):
         return [list(x) if len(x) else [pad] for x in ids]  # an empty text still gets a score
 
     def _batch(self, windows: list[list[int]]) -> tuple[Any, Any]:
-        """Right-padded ids and attention mask (the head reads the last non-pad token)."""
+        """Right-padded ids and attention mask (the head reads the last non-pad token), on
+        ``device``."""
         import torch
 
         pad = self._pad_id(self.tokenizer_)
@@ -269,7 +280,8 @@ class TransformerClassifier(TextDetector):
         for i, w in enumerate(windows):
             ids[i, :len(w)] = torch.tensor(w, dtype=torch.long)
             mask[i, :len(w)] = 1
-        return ids, mask
+        dev = self._device()
+        return ids.to(dev), mask.to(dev)
 
     # -- training --------------------------------------------------------------------------
     def _fit_texts(self, texts: list[str], labels: np.ndarray, rng: np.random.Generator) -> None:
@@ -278,9 +290,9 @@ class TransformerClassifier(TextDetector):
 
         self.tokenizer_ = self._load_tokenizer()
         torch.manual_seed(self.seed)  # head initialisation and dropout
-        model = self._build(self.tokenizer_)
+        model = self._build(self.tokenizer_).to(self._device())
         ids = self._encode(texts)
-        y_all = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+        y_all = torch.from_numpy(np.asarray(labels, dtype=np.float32)).to(self._device())
         n, L = len(ids), self.max_length
         steps_per_epoch = math.ceil(n / self.batch_size)
         total = max(1, self.epochs * steps_per_epoch)
@@ -327,7 +339,7 @@ class TransformerClassifier(TextDetector):
             for b in range(0, len(windows), self.batch_size):
                 x, mask = self._batch(windows[b:b + self.batch_size])
                 out = self.model_(input_ids=x, attention_mask=mask).logits[:, 0]
-                logits[b:b + len(x)] = out.double().numpy()
+                logits[b:b + len(x)] = out.double().cpu().numpy()
         sums = np.bincount(owner, weights=logits, minlength=len(texts))
         counts = np.bincount(owner, minlength=len(texts))
         return sums / np.maximum(counts, 1)
@@ -368,4 +380,4 @@ class TransformerClassifier(TextDetector):
             raise ModelError(f"{self.name}: weights do not match the saved config: {e}") \
                 from None
         model.eval()
-        self.model_ = model
+        self.model_ = model.to(self._device())

@@ -25,23 +25,29 @@ from typing import Any
 
 import numpy as np
 
+from detect.core.device import torch_device
 from detect.core.errors import ConfigError
+from detect.core.linear import LinearHead, head_attribute
 from detect.text.base import TextDetector
 from detect.text.lm import STATISTICS, LMScorer, gltr_features, resolve_model_ref, statistic
 
-_SCORERS: dict[tuple[str, str, int, str], LMScorer] = {}
+_SCORERS: dict[tuple[str, str, int, str, str], LMScorer] = {}
 
 
 def _is_local(ref: str | None) -> bool:
-    return bool(ref) and not ref.startswith(("shipped:", "model-dir:")) and Path(ref).is_dir()
+    from detect.core.models import is_local_ref
+
+    return is_local_ref(ref)
 
 
 class ZeroShotDetector(TextDetector):
     def __init__(self, *, statistic: str = "fastdetect", observer: str = "shipped:text-lm-a",
                  performer: str | None = None, max_tokens: int = 1024, batch_size: int = 8,
                  min_tokens: int = 16, normalize: bool = True, C: float = 1.0,
-                 target_fpr: float = 0.01, seed: int = 0):
+                 target_fpr: float = 0.01, seed: int = 0, device: str = "cpu"):
+        torch_device(device, type(self).__name__)  # a bad device fails here, named
         self.statistic, self.observer, self.performer = statistic, observer, performer
+        self.device = device
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.min_tokens, self.normalize, self.C = min_tokens, normalize, C
         self.target_fpr, self.seed = target_fpr, seed
@@ -56,10 +62,10 @@ class ZeroShotDetector(TextDetector):
             raise ConfigError(f"{self.name}: binoculars needs performer=... (a second LM with "
                               "the observer's tokenizer)")
         base = getattr(self, "model_dir_", None)
-        key = (self.observer, self.performer or "", self.max_tokens, str(base))
+        key = (self.observer, self.performer or "", self.max_tokens, str(base), self.device)
         if key not in _SCORERS:
             _SCORERS[key] = LMScorer(self.observer, self.performer, max_tokens=self.max_tokens,
-                                     batch_size=self.batch_size, base=base)
+                                     batch_size=self.batch_size, base=base, device=self.device)
         return _SCORERS[key]
 
     def token_stats(self, texts: list[str]) -> list[Any]:
@@ -71,19 +77,22 @@ class ZeroShotDetector(TextDetector):
     def _fit_texts(self, texts: list[str], labels: np.ndarray, rng: np.random.Generator) -> None:
         if self.statistic != "gltr":
             return
-        from sklearn.linear_model import LogisticRegression
-
         X = self._features(texts)
         ok = np.isfinite(X).all(1)
-        lr = LogisticRegression(C=self.C, max_iter=2000).fit(X[ok], labels[ok])
-        self.coef_, self.intercept_ = lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
+        self.head_ = self._gltr_head().fit(X[ok], labels[ok])
+
+    def _gltr_head(self) -> LinearHead:
+        """GLTR's head: bucket fractions are already on one scale, so no standardisation."""
+        return LinearHead(C=self.C, standardise=False, max_iter=2000)
+
+    coef_ = head_attribute("coef")
+    intercept_ = head_attribute("intercept")
 
     def _score_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0)
         if self.statistic == "gltr":
-            X = self._features(texts)
-            return X @ self.coef_ + self.intercept_
+            return self.head_.decision(self._features(texts))
         return np.array([statistic(ts, self.statistic) for ts in self.token_stats(texts)],
                         dtype=np.float64)
 
@@ -110,7 +119,7 @@ class ZeroShotDetector(TextDetector):
                 continue
             sl = slice(int(sel[0]), int(sel[-1]) + 1)
             if self.statistic == "gltr":
-                val = float(gltr_features(ts, sl) @ self.coef_ + self.intercept_)
+                val = float(self.head_.decision(gltr_features(ts, sl)[None])[0])
             else:
                 val = statistic(ts, self.statistic, sl)
             out.append({"start": a, "end": b, "tokens": int(sel.size), "score": val,
@@ -139,13 +148,13 @@ class ZeroShotDetector(TextDetector):
 
     def _get_text_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.statistic == "gltr":
-            return {"gltr.coef": self.coef_, "gltr.intercept": np.array([self.intercept_])}, {}
+            return self.head_.tensors("gltr."), {}
         return {}, {}
 
     def _set_text_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         if self.statistic == "gltr":
-            self.coef_ = tensors["gltr.coef"].astype(np.float64)
-            self.intercept_ = float(tensors["gltr.intercept"][0])
+            where = getattr(self, "model_dir_", None) or self.name
+            self.head_ = self._gltr_head().load_tensors(tensors, "gltr.", where=where)
 
 
 HUMAN_CALIBRATION = "text-human-calibration.jsonl"  # shipped beside the default models
@@ -195,7 +204,7 @@ def with_scorer(dets: list[Any], observer: str, performer: str | None = None, *,
                   "performer": performer if det.performer else None}
         new = registry.create(det.name, **params)
         if det.statistic == "gltr":  # rank-bucket fractions are scale-free: keep the weights
-            new.coef_, new.intercept_ = det.coef_, det.intercept_
+            new.head_ = det.head_
         if texts is None:
             texts = [new.prepare(t) for t in human_calibration_texts(calibration)]
         new.calibrate_texts(texts, np.zeros(len(texts), dtype=np.int64))
