@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from detect.core.errors import InputError
-from detect.io.media import Limits, iter_paths, load, load_bytes, sniff
+from detect.io.media import Limits, iter_paths, load, load_bytes
+from detect.io.sniff import sniff
 
 MAIN = Path(__file__).resolve().parents[1]
 

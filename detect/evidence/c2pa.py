@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from detect.io.media import sniff
+from detect.io.sniff import sniff
 
 C2PA_SCHEMA = "unmask.c2pa/1"
 

@@ -331,7 +331,7 @@ class CorpusWriter:
         elif sample.modality == "text":
             data, ext = sample.content.encode("utf-8"), ".txt"
         elif sample.modality == "video":  # encoded bytes; the container names the extension
-            from detect.io.media import sniff
+            from detect.io.sniff import sniff
 
             kind = sniff(sample.content[:8192]) if isinstance(sample.content, bytes) else None
             if kind is None or kind[0] != "video":
