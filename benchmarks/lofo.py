@@ -62,7 +62,7 @@ def shared_reconstructor(name: str, corpus: Corpus, work: Path) -> Path:
     that made the fakes."""
     import numpy as np
 
-    from detect.core.detector import as_image
+    from detect.image.patch import as_image
 
     d = work / "reconstructors" / name
     if (d / "config.json").exists():

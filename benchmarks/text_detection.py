@@ -276,7 +276,7 @@ def ship(dets: dict[str, Any], observer: Path, performer: Path | None, corpus: A
                 det.observer = str(lm["text-lm-a"])
                 if det.performer:
                     det.performer = str(lm["text-lm-b"])
-                det.calibrate(corpus.split("calib"))
+                det.calibrate_on(corpus.split("calib"))
                 # saved referring to the shipped LMs by name, not as copies
                 det.observer = "shipped:text-lm-a"
                 if det.performer:

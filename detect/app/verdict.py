@@ -9,27 +9,34 @@ from typing import Any
 from detect.core.types import Finding
 
 
+def _members(det: Any) -> list[Any]:
+    """The member detectors of a fusion (``members()`` and ``combine``), else []."""
+    if callable(getattr(det, "members", None)) and callable(getattr(det, "combine", None)):
+        return det.members()
+    return []
+
+
 def _score_one(det: Any, item: Any, memo: dict[int, float]) -> float:
-    members = getattr(det, "members_", None)
-    if members and all(id(m) in memo for m in members) and hasattr(det, "_combine"):
+    members = _members(det)
+    if members and all(id(m) in memo for m in members):
         import numpy as np
 
-        return float(det._combine(np.array([[memo[id(m)] for m in members]]))[0])
+        return float(det.combine(np.array([[memo[id(m)] for m in members]]))[0])
     memo[id(det)] = float(det.score([item])[0])
     return memo[id(det)]
 
 
 def judge(item: Any, usable: list[Any], target_fpr: float | None = None) -> dict[str, dict]:
-    """Every usable detector's result for ``item``, keyed by name (``name@folder`` when two
-    loaded models share a name)."""
+    """Every usable detector's result record for ``item`` (``DetectorResult.to_dict``), keyed
+    by name (``name@folder`` when two loaded models share a name)."""
     memo: dict[int, float] = {}
     # members before the fusions that combine them, so each model scores the item once
-    order = sorted(usable, key=lambda d: bool(getattr(d, "members_", None)))
+    order = sorted(usable, key=lambda d: bool(_members(d)))
     scores = {id(d): _score_one(d, item, memo) for d in order}
     out: dict[str, dict] = {}
     for det in usable:
         key = det.name if det.name not in out else f"{det.name}@{det.model_dir_}"
-        out[key] = det.decide(item, scores[id(det)], target_fpr)
+        out[key] = det.decide(item, scores[id(det)], target_fpr).to_dict()
     return out
 
 

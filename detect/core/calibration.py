@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.core.errors import ConfigError
+from detect.core.errors import ConfigError, ModelError
+from detect.core.types import DetectorResult
 
 
 def threshold_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
@@ -133,18 +134,18 @@ class Calibration:
             return "uncertain"
         return "real"
 
-    def decision(self, score: float, rule: str | None = None) -> dict[str, Any]:
-        """One detector's result fields for ``score`` under this rule (every detector family
-        builds its record from this, so each says what calibration its verdict rests on)."""
-        res: dict[str, Any] = {"score": score, "threshold": self.threshold,
-                               "uncertain_above": self.lower, "target_fpr": self.target_fpr,
-                               "verdict": self.verdict(score),
-                               "calibration": self.describe(rule)}
+    def decision(self, score: float, rule: str | None = None) -> DetectorResult:
+        """One detector's result for ``score`` under this rule (every detector family builds
+        its result from this, so each says what calibration its verdict rests on)."""
+        res = DetectorResult(score=score, verdict=self.verdict(score), threshold=self.threshold,
+                             uncertain_above=self.lower, target_fpr=self.target_fpr,
+                             calibration=self.describe(rule))
         why = self.unsupported_reason()
-        if why and res["verdict"] == "uncertain":
+        if why and res.verdict == "uncertain":
             # a rule that cannot hold its FPR steps aside: the next detector whose calibration
-            # supports the target decides (scan.primary); when none can, this "uncertain" stands
-            res["reason"], res["decides"] = why, False
+            # supports the target decides (verdict.primary); when none can, this "uncertain"
+            # stands
+            res.reason, res.decides = why, False
         return res
 
     def to_dict(self) -> dict:
@@ -154,3 +155,63 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict) -> Calibration:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+class CalibratedMixin:
+    """The decision rule a fitted model carries, shared by every detector family.
+
+    ``calibrate(scores, labels)`` keeps the calibration split's scores and labels
+    (``calib_scores_`` / ``calib_labels_``, saved with the model as ``calib.scores`` /
+    ``calib.labels``) and the rule at ``target_fpr`` (``calibration_``); ``calibration_for``
+    re-derives the rule at another FPR from those scores. ``name`` names the model in errors.
+    """
+
+    name: str = "detector"
+    target_fpr: float = 0.01
+
+    def calibrate(self, scores: np.ndarray, labels: np.ndarray) -> CalibratedMixin:
+        """Choose ``threshold_`` at ``target_fpr`` from held-out calibration scores."""
+        self.calib_scores_ = np.asarray(scores, dtype=np.float64)
+        self.calib_labels_ = np.asarray(labels).astype(np.int64)
+        self.calibration_ = Calibration.fit(self.calib_scores_, self.calib_labels_,
+                                            self.target_fpr)
+        self.__dict__.pop("_calibration_cache", None)
+        return self
+
+    def calibration_for(self, target_fpr: float | None = None) -> Calibration:
+        """The decision rule at the saved FPR, or re-derived from saved calibration scores."""
+        self._check_fitted()
+        return self._rule_at(self.calibration_, self.calib_scores_, self.calib_labels_,
+                             target_fpr)
+
+    def _rule_at(self, saved: Calibration, scores: np.ndarray, labels: np.ndarray,
+                 target_fpr: float | None) -> Calibration:
+        """``saved`` at its own FPR; another FPR's rule re-derived from the calibration scores
+        it was fitted on, once per set of scores (a scan asks once per file)."""
+        if target_fpr is None or math.isclose(target_fpr, saved.target_fpr):
+            return saved
+        key = (target_fpr, id(scores))
+        cache = self.__dict__.setdefault("_calibration_cache", {})
+        if key not in cache:
+            cache[key] = Calibration.fit(scores, labels, target_fpr)
+        return cache[key]
+
+    @property
+    def threshold_(self) -> float:
+        self._check_fitted()
+        return self.calibration_.threshold
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibration_"):
+            raise ModelError(f"{self.name} is not fitted: call fit() or load a saved model")
+
+    # -- persistence -------------------------------------------------------------------------
+    def _calibration_tensors(self) -> dict[str, np.ndarray]:
+        return {"calib.scores": self.calib_scores_, "calib.labels": self.calib_labels_}
+
+    def _restore_calibration(self, tensors: dict[str, np.ndarray], rule: dict) -> None:
+        """Take the saved calibration back (popping its tensors from ``tensors``)."""
+        self.calib_scores_ = tensors.pop("calib.scores")
+        self.calib_labels_ = tensors.pop("calib.labels")
+        self.calibration_ = Calibration.from_dict(rule)
+        self.__dict__.pop("_calibration_cache", None)

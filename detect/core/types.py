@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,9 @@ class Modality(StrEnum):
     IMAGE = "image"
     VIDEO = "video"
     TEXT = "text"
+    # what face detectors and face recipes work on: face crops found in photos and videos
+    # (an input item is never "face"; see ITEM_MODALITIES)
+    FACE = "face"
 
     @classmethod
     def parse(cls, value: Any, where: str = "modality") -> Modality:
@@ -29,6 +33,10 @@ class Modality(StrEnum):
 
             raise ConfigError(f"{where}: unknown modality {value!r} (one of "
                               f"{', '.join(m.value for m in cls)})") from None
+
+
+# the modalities an input item (a file, a corpus record) can have
+ITEM_MODALITIES = (Modality.IMAGE, Modality.VIDEO, Modality.TEXT)
 
 Verdict = Literal["synthetic", "real", "uncertain", "error"]
 
@@ -108,6 +116,63 @@ def _finite(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_finite(v) for v in x]
     return x
+
+
+# the keys every detector result has (``DetectorResult.to_dict``); "reason" joins them when
+# the verdict has one, "decides" when the detector steps aside (False)
+RESULT_KEYS = ("score", "threshold", "uncertain_above", "target_fpr", "verdict", "calibration")
+
+
+@dataclass
+class DetectorResult(Mapping):
+    """One detector's result for one item: the score, the rule it was judged by and the verdict.
+
+    ``decides`` is False when the detector steps aside (a face detector that found no face, a
+    rule whose calibration cannot hold the target FPR): the next detector's verdict stands
+    (``detect.app.verdict.primary``). ``details`` holds what one family adds (a text's tokens
+    and length bucket, the faces found, a video's frames...). ``to_dict`` is the flat record a
+    scan writes under ``Finding.detectors[name]``, and the result reads as that record
+    (``res["verdict"]``, ``res.get("reason")``, ``{**res}``).
+    """
+
+    score: float | None
+    verdict: Verdict
+    threshold: float | None = None
+    uncertain_above: float | None = None
+    target_fpr: float | None = None
+    calibration: dict[str, Any] | None = None
+    decides: bool = True
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: getattr(self, k) for k in RESULT_KEYS}
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if not self.decides:
+            d["decides"] = False
+        clash = set(self.details) & {*RESULT_KEYS, "reason", "decides"}
+        if clash:
+            raise ValueError(f"result details may not redefine {sorted(clash)}")
+        return {**d, **self.details}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetectorResult:
+        """A record read back (``to_dict``'s inverse); keys beyond the common ones are details."""
+        common = {*RESULT_KEYS, "reason", "decides"}
+        return cls(**{k: d.get(k) for k in RESULT_KEYS}, reason=d.get("reason"),
+                   decides=bool(d.get("decides", True)),
+                   details={k: v for k, v in d.items() if k not in common})
+
+    # read as the record (Mapping), so ``primary`` and report code take a result or a record
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
 
 @dataclass

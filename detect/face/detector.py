@@ -15,6 +15,9 @@ Videos are calibrated on their own (``calibrate_video`` on the corpus' clips): a
 many frames does not have the false-positive rate of one face. Without video calibration the
 face threshold is used and the result says so. A photo or video without a face is reported as
 "no face found" with verdict ``uncertain`` and leaves the decision to the image detectors.
+
+``FaceDetector`` is all of that for any crop classifier; ``FaceForgeryDetector`` pairs it with
+the CNN detector's network (MesoNet-4 or a timm backbone) as the classifier of the crops.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detect.core.calibration import Calibration
-from detect.core.detector import Tags
+from detect.core.detector import Detector, Tags
 from detect.core.errors import ConfigError
+from detect.core.types import DetectorResult, Modality
 from detect.image.cnn import CNNDetector
 
 if TYPE_CHECKING:
@@ -86,35 +90,24 @@ def meso4(width: int = 8):  # noqa: ANN201
         nn.Linear(16, 1))
 
 
-class FaceForgeryDetector(CNNDetector):
-    tags = Tags(modality="face", needs_fit=True, min_size=20)
+class FaceDetector(Detector):
+    """A face-forgery detector: faces found, cropped, scored by a crop classifier, aggregated.
 
-    def __init__(self, *, arch: str = "meso4", timm_kwargs: dict[str, Any] | None = None,
-                 size: int = 32, margin: float = 0.1, align: bool = True,
-                 finder: str = "auto", epochs: int = 30, batch_size: int = 64,
-                 lr: float = 2e-3, weight_decay: float = 1e-4, blur_prob: float = 0.2,
-                 jpeg_prob: float = 0.2, aggregate: str = "stretch", topk: int = 4,
-                 window: int = 4, target_fpr: float = 0.01, seed: int = 0):
-        super().__init__(arch=arch, timm_kwargs=timm_kwargs, patch=size, epochs=epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         blur_prob=blur_prob, jpeg_prob=jpeg_prob, target_fpr=target_fpr,
-                         seed=seed)
-        if aggregate not in AGGREGATIONS:
-            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, "
-                              f"got {aggregate!r}")
-        self.size, self.margin, self.align, self.finder = size, margin, align, finder
-        self.aggregate, self.topk, self.window = aggregate, topk, window
-        self._analyses: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+    The crop classifier comes with the subclass, which provides ``_fit_images(crops, labels,
+    rng)`` (train on equal-size face crops), ``_score_patches(crops)`` (one score per crop)
+    and the network's state in ``_get_state`` / ``_set_state`` (this class adds the face
+    facts: grey crops, the video rule). Subclasses set ``size``, ``margin``, ``align``,
+    ``finder``, ``aggregate``, ``topk``, ``window``, ``target_fpr``, ``seed`` and an empty
+    ``_analyses`` OrderedDict (the per-item cache of ``analyse``).
+    """
+
+    tags = Tags(modality=Modality.FACE, needs_fit=True, min_size=20)
+    _analyses: OrderedDict[tuple[str, int], dict[str, Any]]
 
     def applies_to(self, item: Any) -> bool:
-        return item.modality in ("image", "video")
+        """Photos and videos (they may show a face; one without leaves the verdict to others)."""
+        return item.modality in (Modality.IMAGE, Modality.VIDEO)
 
-    def _build(self):  # noqa: ANN202
-        if self.arch == "meso4":
-            return meso4(**(self.timm_kwargs or {}))
-        return super()._build()
-
-    # -- training on a face corpus -------------------------------------------------------------
     def _crops(self, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
         faces = corpus.header.get("faces")
         if not faces:
@@ -125,36 +118,36 @@ class FaceForgeryDetector(CNNDetector):
                               f"{faces['margin']}; this detector expects {self.size} px at "
                               f"{self.margin}")
         self.grey_ = bool(faces.get("grey", False))
-        view = corpus.filter(lambda r: r.modality == "image")
+        view = corpus.filter(lambda r: r.modality == Modality.IMAGE)
         return np.stack([it.content for it in view.iter_items()]), view.labels
 
-    def fit(self, corpus: Corpus) -> FaceForgeryDetector:
+    def fit(self, corpus: Corpus) -> FaceDetector:
+        """Train on the train split's face crops, calibrate on the calib split's crops and,
+        when it has clips, the video rule on them."""
         train = corpus.split("train")
         crops, labels = self._crops(train)
         if len(set(labels.tolist())) < 2:
             raise ConfigError(f"{self.name}: the train split needs real and forged faces")
         rng = np.random.default_rng(self.seed)
         self._fit_images(list(crops), labels, rng)
-        self.trained_on_ = {"corpus": corpus.header.get("name"),
-                            "content_hash": corpus.content_hash, "n_train": len(labels)}
-        self.calibrate(corpus.split("calib"))
-        if any(r.modality == "video" for r in corpus.split("calib").records):
+        self._record_training(corpus, n_train=len(labels))
+        self.calibrate_on(corpus.split("calib"))
+        if any(r.modality == Modality.VIDEO for r in corpus.split("calib").records):
             self.calibrate_video(corpus.split("calib"))
         return self
 
-    def calibrate(self, calib: Corpus) -> FaceForgeryDetector:
+    def calibrate_on(self, calib: Corpus) -> FaceDetector:
+        """The face rule: the crop scores' threshold on the calib split's real faces."""
         crops, labels = self._crops(calib)
-        self.calib_scores_ = self.score_crops(crops)
-        self.calib_labels_ = labels.astype(np.int64)
-        self.calibration_ = Calibration.fit(self.calib_scores_, labels, self.target_fpr)
+        self.calibrate(self.score_crops(crops), labels)
         return self
 
-    def calibrate_video(self, calib: Corpus, sampling: Any = None) -> FaceForgeryDetector:
+    def calibrate_video(self, calib: Corpus, sampling: Any = None) -> FaceDetector:
         """The video rule: the aggregate score's threshold on the calib split's real clips.
         Clips without a face anywhere cannot be scored and are left out (and counted)."""
         from detect.io.video import FrameSampling
 
-        videos = calib.filter(lambda r: r.modality == "video")
+        videos = calib.filter(lambda r: r.modality == Modality.VIDEO)
         if len(videos) == 0:
             raise ConfigError(f"{self.name}: no video clips in the calib split")
         scores = np.array([self.analyse(it, sampling)["score"] for it in videos.iter_items()])
@@ -165,7 +158,7 @@ class FaceForgeryDetector(CNNDetector):
 
     def set_video_calibration(self, scores: np.ndarray, labels: np.ndarray, sampling: Any,
                               calibrated_on: dict[str, Any] | None = None
-                              ) -> FaceForgeryDetector:
+                              ) -> FaceDetector:
         """The video rule from clip scores already computed with ``sampling`` (NaN: a clip
         without a face, left out and counted), e.g. by a resumable benchmark."""
         scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
@@ -220,7 +213,7 @@ class FaceForgeryDetector(CNNDetector):
         key = (item.sha256, id(item.content))
         if key in self._analyses:
             return self._analyses[key]
-        if item.modality == "video":
+        if item.modality == Modality.VIDEO:
             from detect.io.video import decoded
 
             video = decoded(item, sampling=sampling)
@@ -236,7 +229,7 @@ class FaceForgeryDetector(CNNDetector):
             if self.aggregate == "stretch":
                 out["stretch"] = suspicious_stretch(fs, self.window)
         else:
-            from detect.core.detector import as_image
+            from detect.image.patch import as_image
 
             faces = self._faces_in(as_image(item))
             out = {"faces": faces, "n_faces": len(faces),
@@ -259,10 +252,13 @@ class FaceForgeryDetector(CNNDetector):
             return None
         return self._rule_at(cal, self.video_calib_scores_, self.video_calib_labels_, target_fpr)
 
-    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
+    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> DetectorResult:
+        """The result at the face rule (photos) or the video rule (videos), with the faces or
+        the per-frame timeline as details; no face: "uncertain", and the detector steps aside
+        (``decides`` False) for the image detectors."""
         a = self.analyse(item)
         face_cal = self.calibration_for(target_fpr)
-        if item.modality == "video":
+        if item.modality == Modality.VIDEO:
             vcal = self.video_calibration_for(target_fpr)
             cal = vcal or face_cal
             rule = "video" if vcal else "face (this model has no video calibration)"
@@ -281,9 +277,13 @@ class FaceForgeryDetector(CNNDetector):
             res = {"faces": [{**f, "verdict": face_cal.verdict(f["score"])} for f in a["faces"]]}
         res["n_faces"] = a["n_faces"]
         if a["n_faces"] == 0:
-            return {**cal.decision(math.nan, rule), "score": None, "verdict": "uncertain",
-                    "reason": "no face found", "decides": False, **res}
-        return {**cal.decision(score, rule), **res}
+            out = cal.decision(math.nan, rule)
+            out.score, out.verdict, out.reason, out.decides = None, "uncertain", \
+                "no face found", False
+        else:
+            out = cal.decision(score, rule)
+        out.details.update(res)
+        return out
 
     # -- persistence -----------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -308,3 +308,32 @@ class FaceForgeryDetector(CNNDetector):
             self.video_calib_faceless_ = meta.get("video_calib_faceless", 0)
             self.video_calibrated_on_ = meta.get("video_calibrated_on")
         super()._set_state(tensors, meta)
+
+
+class FaceForgeryDetector(FaceDetector, CNNDetector):
+    """``FaceDetector`` with the CNN detector's network on the crops (``arch="meso4"`` or a timm
+    architecture), trained here from scratch; ``device`` is where the network runs."""
+
+    def __init__(self, *, arch: str = "meso4", timm_kwargs: dict[str, Any] | None = None,
+                 size: int = 32, margin: float = 0.1, align: bool = True,
+                 finder: str = "auto", epochs: int = 30, batch_size: int = 64,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, blur_prob: float = 0.2,
+                 jpeg_prob: float = 0.2, aggregate: str = "stretch", topk: int = 4,
+                 window: int = 4, target_fpr: float = 0.01, seed: int = 0,
+                 device: str = "cpu"):
+        CNNDetector.__init__(self, arch=arch, timm_kwargs=timm_kwargs, patch=size,
+                             epochs=epochs, batch_size=batch_size, lr=lr,
+                             weight_decay=weight_decay, blur_prob=blur_prob,
+                             jpeg_prob=jpeg_prob, target_fpr=target_fpr, seed=seed,
+                             device=device)
+        if aggregate not in AGGREGATIONS:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, "
+                              f"got {aggregate!r}")
+        self.size, self.margin, self.align, self.finder = size, margin, align, finder
+        self.aggregate, self.topk, self.window = aggregate, topk, window
+        self._analyses = OrderedDict()
+
+    def _build(self):  # noqa: ANN202
+        if self.arch == "meso4":
+            return meso4(**(self.timm_kwargs or {}))
+        return super()._build()

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detect.core.calibration import Calibration
 from detect.core.detector import Detector, Tags
 from detect.core.errors import ConfigError, ModelError
 from detect.core.hashing import file_sha256
+from detect.core.linear import LinearHead
+from detect.core.types import Modality
 
 if TYPE_CHECKING:
     from detect.io.corpus import Corpus
@@ -54,49 +55,70 @@ def _real_tail(m: Detector) -> np.ndarray:
 
 
 class FusionDetector(Detector):
-    tags = Tags(modality="image", needs_fit=True, min_size=8)
+    tags = Tags(modality=Modality.IMAGE, needs_fit=True, min_size=8)
 
     def __init__(self, *, members: list[str] | None = None, method: str = "logreg",
                  C: float = 1.0, target_fpr: float = 0.01, seed: int = 0):
         if method not in METHODS:
             raise ConfigError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}")
-        self.members, self.method, self.C = list(members or []), method, C
+        # the references; ``members()`` is the loaded detectors
+        self.member_refs, self.method, self.C = list(members or []), method, C
         self.target_fpr, self.seed = target_fpr, seed
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (``members``: the references, stored as ``member_refs``)."""
+        return {**super().get_params(), "members": list(self.member_refs)}
+
+    def applies_to(self, item: Any) -> bool:
+        """What its first member applies to (images, and videos by their frames)."""
+        return self.members()[0].applies_to(item)
 
     @property
     def patch(self) -> int:  # tiles follow the first member
-        return self._members()[0].patch
+        return self.members()[0].patch
 
     @property
     def max_tiles(self) -> int:
-        return self._members()[0].max_tiles
+        return self.members()[0].max_tiles
 
-    def _members(self, corpus: Corpus | None = None) -> list[Detector]:
+    # -- members -------------------------------------------------------------------------------
+    def members(self, corpus: Corpus | None = None) -> list[Detector]:
+        """The member detectors, loaded (``train:NAME`` ones fitted on ``corpus``) on first use."""
         if not hasattr(self, "members_"):
-            if len(self.members) < 2:
+            refs = self.member_refs
+            if len(refs) < 2:
                 raise ConfigError(f"{self.name}: give at least two members (shipped names, "
                                   "model folders or train:NAME)")
-            self.members_ = [_load_member(str(m), corpus) for m in self.members]
+            self.members_ = [_load_member(str(m), corpus) for m in refs]
         return self.members_
 
-    def _member_scores(self, items: list[Any]) -> np.ndarray:
-        return np.stack([m.score(items) for m in self._members()], axis=1)
+    def share_members(self, loaded: list[Detector]) -> None:
+        """Use the very instances in ``loaded`` for the members that are also loaded on their
+        own (same model folder), so a scan scores each of them once (``verdict.judge``)."""
+        by_dir = {str(Path(d.model_dir_).resolve()): d for d in loaded
+                  if getattr(d, "model_dir_", None)}
+        self.members_ = [by_dir.get(str(Path(m.model_dir_).resolve()), m)
+                         if getattr(m, "model_dir_", None) else m
+                         for m in self.members()]
 
-    def _combine(self, feats: np.ndarray) -> np.ndarray:
-        """(N, members) member scores -> fused scores."""
+    def _member_scores(self, items: list[Any]) -> np.ndarray:
+        return np.stack([m.score(items) for m in self.members()], axis=1)
+
+    def combine(self, member_scores: np.ndarray) -> np.ndarray:
+        """(N, members) member scores -> (N,) fused scores."""
+        feats = np.asarray(member_scores, dtype=np.float64)
         if self.method == "logreg":
-            return feats @ self.coef_ + self.intercept_
+            return self.head_.decision(feats)
         logp = []
-        for j, m in enumerate(self._members()):
+        for j, m in enumerate(self.members()):
             real = _real_tail(m)
             above = real.size - np.searchsorted(real, feats[:, j], side="left")
             logp.append(np.log10((1.0 + above) / (1.0 + real.size)))
         return -np.min(np.stack(logp, axis=1), axis=1)
 
+    # -- training ------------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> FusionDetector:
-        from sklearn.linear_model import LogisticRegression
-
-        self._members(corpus)
+        self.members(corpus)
         calib = corpus.split("calib").filter(lambda r: r.modality == self.tags.modality)
         labels = calib.labels
         if len(set(labels.tolist())) < 2:
@@ -107,60 +129,58 @@ class FusionDetector(Detector):
             idx = rng.permutation(np.flatnonzero(labels == lab))
             half[idx[: len(idx) // 2]] = True
         feats = self._member_scores(list(calib.iter_items()))
+        self.head_ = LinearHead(C=self.C, standardise=False, max_iter=1000)
         if self.method == "logreg":
-            clf = LogisticRegression(C=self.C, max_iter=1000).fit(feats[half], labels[half])
-            self.coef_ = clf.coef_.ravel().astype(np.float64)
-            self.intercept_ = float(clf.intercept_[0])
+            self.head_.fit(feats[half], labels[half])
         else:  # no weights to learn; one per member keeps the saved layout uniform
-            self.coef_, self.intercept_ = np.ones(feats.shape[1]), 0.0
-        scores = self._combine(feats[~half])
-        self.calib_scores_ = scores
-        self.calib_labels_ = labels[~half].astype(np.int64)
-        self.calibration_ = Calibration.fit(scores, labels[~half], self.target_fpr)
-        self.trained_on_ = {"corpus": corpus.header.get("name"),
-                            "content_hash": corpus.content_hash, "n_fit": int(half.sum()),
-                            "n_calibrate": int((~half).sum())}
+            self.head_.set_weights(np.ones(feats.shape[1]), 0.0)
+        self.calibrate(self.combine(feats[~half]), labels[~half])
+        self._record_training(corpus, n_fit=int(half.sum()), n_calibrate=int((~half).sum()))
         return self
 
+    # -- scoring -------------------------------------------------------------------------------
     def score(self, items: list[Any]) -> np.ndarray:
-        return self._combine(self._member_scores(items))
+        return self.combine(self._member_scores(items))
 
     def score_tiles(self, item: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        per = [m.score_tiles(item) for m in self._members()]
+        per = [m.score_tiles(item) for m in self.members()]
         pos = per[0][1]
         if any(p != pos for _, p in per[1:]):
             raise ModelError(f"{self.name}: members tile differently; no fused heat map")
-        return self._combine(np.stack([s for s, _ in per], axis=1)), pos
+        return self.combine(np.stack([s for s, _ in per], axis=1)), pos
 
+    # -- persistence ---------------------------------------------------------------------------
     def _member_refs(self) -> list[str]:
         """Shipped members are stored by name (the package has them); others are copied in."""
         from detect.core.models import shipped_models
 
         shipped = shipped_models()
         return [str(ref) if str(ref) in shipped else f"members/{i}"
-                for i, ref in enumerate(self.members)]
+                for i, ref in enumerate(self.member_refs)]
 
     def save(self, directory: str | Path) -> Path:
         d = super().save(directory)
-        for ref, m in zip(self._member_refs(), self._members(), strict=True):
+        for ref, m in zip(self._member_refs(), self.members(), strict=True):
             if ref.startswith("members/"):
                 m.save(d / ref)
         return d
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         refs = self._member_refs()
-        return ({"coef": self.coef_, "intercept": np.array([self.intercept_])},
-                {"members": refs, "member_names": [m.name for m in self._members()],
+        members = self.members()
+        return (self.head_.tensors(),
+                {"members": refs, "member_names": [m.name for m in members],
                  # a member stored by name must still be the model the weights were fitted on
                  "member_sha256": [None if r.startswith("members/") else
                                    weights_sha256(Path(m.model_dir_))
-                                   for r, m in zip(refs, self._members(), strict=True)]})
+                                   for r, m in zip(refs, members, strict=True)]})
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         from detect.core.detector import load_detector
 
-        self.coef_, self.intercept_ = tensors["coef"], float(tensors["intercept"][0])
         root = Path(self.model_dir_)
+        self.head_ = LinearHead(C=self.C, standardise=False).load_tensors(tensors,
+                                                                           where=str(root))
         refs = meta.get("members") or []
         bad = [r for r in refs if r.startswith("members/") and not re.fullmatch(r"members/\d+", r)]
         if bad:
@@ -172,5 +192,6 @@ class FusionDetector(Detector):
             if want and weights_sha256(Path(m.model_dir_)) != want:
                 raise ModelError(f"{root}: member {ref!r} is not the model this fusion was fitted "
                                  "on (its weights changed since); refit the fusion")
-        if len(self.members_) != len(self.coef_):
-            raise ModelError(f"{root}: {len(self.members_)} members but {len(self.coef_)} weights")
+        if len(self.members_) != self.head_.n_features:
+            raise ModelError(f"{root}: {len(self.members_)} members but "
+                             f"{self.head_.n_features} weights")

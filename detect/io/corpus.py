@@ -25,11 +25,11 @@ import numpy as np
 
 from detect.core.errors import ConfigError
 from detect.core.hashing import file_sha256
-from detect.core.types import SAMPLE_SCHEMA, Sample
+from detect.core.types import ITEM_MODALITIES, SAMPLE_SCHEMA, Modality, Sample
 
 CORPUS_SCHEMA = "unmask.corpus/1"
 SPLITS = ("train", "calib", "test")
-MODALITIES = ("image", "video", "text")
+MODALITIES = tuple(m.value for m in ITEM_MODALITIES)  # what a record may be
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -37,7 +37,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 class Record:
     id: str
     path: str
-    modality: str
+    modality: Modality
     label: int
     split: str
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -94,7 +94,7 @@ def parse_record(obj: Any, where: str) -> Record:
     prov = obj.get("provenance", {})
     if not isinstance(prov, dict):
         raise ConfigError(f"{where}: provenance must be an object")
-    return Record(obj["id"], p, obj["modality"], int(label), obj["split"], prov,
+    return Record(obj["id"], p, Modality(obj["modality"]), int(label), obj["split"], prov,
                   obj.get("key"), obj.get("group"))
 
 
@@ -351,7 +351,7 @@ class CorpusWriter:
         tmp = dest.with_suffix(dest.suffix + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, dest)
-        rec = Record(sha, rel, sample.modality, int(sample.label), split,
+        rec = Record(sha, rel, Modality(sample.modality), int(sample.label), split,
                      sample.provenance.to_dict(), key, sample.group)
         self._fh.write(_canonical(rec.to_dict()) + "\n")
         self._fh.flush()

@@ -23,6 +23,7 @@ import numpy as np
 from detect.core.calibration import Calibration
 from detect.core.detector import Detector, Tags
 from detect.core.errors import ConfigError, InputError
+from detect.core.types import DetectorResult, Modality
 
 if TYPE_CHECKING:
     from detect.io.corpus import Corpus
@@ -55,7 +56,7 @@ class TextDetector(Detector):
     ``_get_text_state`` / ``_set_text_state``; constructor arguments should include
     ``min_tokens``, ``normalize``, ``target_fpr`` and ``seed``."""
 
-    tags = Tags(modality="text", needs_fit=True, min_size=0)
+    tags = Tags(modality=Modality.TEXT, needs_fit=True, min_size=0)
     min_tokens: int = 16
     normalize: bool = True
     check_language: bool = True
@@ -72,22 +73,22 @@ class TextDetector(Detector):
 
     # -- training --------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> TextDetector:
-        train = corpus.split("train").filter(lambda r: r.modality == "text")
+        train = corpus.split("train").filter(lambda r: r.modality == Modality.TEXT)
         if len(train) == 0 or len(set(train.labels.tolist())) < 2:
             raise ConfigError(f"{self.name}: the train split needs both human and machine texts")
         texts = [self.prepare(it) for it in train.iter_items()]
         rng = np.random.default_rng(self.seed)
         self._fit_texts(texts, train.labels, rng)
-        self.trained_on_ = {"corpus": corpus.header.get("name"),
-                            "content_hash": corpus.content_hash, "n_train": len(train)}
-        self.calibrate(corpus.split("calib"))
+        self._record_training(corpus, n_train=len(train))
+        self.calibrate_on(corpus.split("calib"))
         return self
 
     def _fit_texts(self, texts: list[str], labels: np.ndarray, rng: np.random.Generator) -> None:
         """Train on prepared texts (zero-shot detectors have nothing to learn)."""
 
-    def calibrate(self, calib: Corpus) -> TextDetector:
-        calib = calib.filter(lambda r: r.modality == "text")
+    def calibrate_on(self, calib: Corpus) -> TextDetector:
+        """Calibrate on the texts of ``calib`` (see ``calibrate_texts``)."""
+        calib = calib.filter(lambda r: r.modality == Modality.TEXT)
         if len(calib) == 0:
             raise ConfigError(f"{self.name}: the calib split has no texts; calibration needs it")
         texts = [self.prepare(it) for it in calib.iter_items()]
@@ -98,12 +99,8 @@ class TextDetector(Detector):
         a threshold at an FPR needs only human texts)."""
         scores = self._score_texts(texts)
         ok = np.isfinite(scores)
-        self.calib_scores_ = scores[ok].astype(np.float64)
-        self.calib_labels_ = np.asarray(labels)[ok].astype(np.int64)
         self.calib_lengths_ = np.array([count_tokens(t) for t in texts], dtype=np.int64)[ok]
-        self.calibration_ = Calibration.fit(self.calib_scores_, self.calib_labels_,
-                                            self.target_fpr)
-        self.__dict__.pop("_calibration_cache", None)
+        self.calibrate(scores[ok], np.asarray(labels)[ok])
         return self
 
     # -- decisions -------------------------------------------------------------------------
@@ -127,16 +124,17 @@ class TextDetector(Detector):
             cache[key] = cal or super().calibration_for(target_fpr)
         return cache[key]
 
-    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> dict[str, Any]:
+    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> DetectorResult:
         """The detector's result for one text: verdict at the target FPR for its length, or
-        "uncertain" with a reason when the text is too short or not in a supported language."""
+        "uncertain" with a reason when the text is too short or not in a supported language
+        (details: ``tokens``, ``length_bucket`` and the detector's own, ``_details``)."""
         text = self.prepare(item)
         n = count_tokens(text)
         b = bucket_of(n)
         cal = self.calibration_for(target_fpr, n)
         pooled = cal is self.calibration_for(target_fpr)
         res = cal.decision(score, "pooled" if pooled else f"bucket {BUCKET_NAMES[b]}")
-        res.update(tokens=n, length_bucket=BUCKET_NAMES[b])
+        res.details.update(tokens=n, length_bucket=BUCKET_NAMES[b])
         reason = None
         if n < self.min_tokens:
             reason = (f"too short: {n} tokens, below the {self.min_tokens} at which this "
@@ -147,10 +145,10 @@ class TextDetector(Detector):
             lang = language_check(text)
             if not lang["supported"]:
                 reason = f"unsupported language or script: {lang['reason']}"
-        if reason and res["verdict"] != "error":
-            res["verdict"] = "uncertain"
-            res["reason"] = "; ".join(filter(None, [reason, res.get("reason")]))
-        res.update(self._details(text))
+        if reason and res.verdict != "error":
+            res.verdict = "uncertain"
+            res.reason = "; ".join(filter(None, [reason, res.reason]))
+        res.details.update(self._details(text))
         return res
 
     def _details(self, text: str) -> dict[str, Any]:
