@@ -44,7 +44,7 @@ def _png_bomb(side: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def samples():
-    from detect.io.video import encode_video
+    from detect.io.video_encode import encode_video
 
     rng = np.random.default_rng(0)
     img = (rng.random((48, 64, 3)) * 255).astype(np.uint8)

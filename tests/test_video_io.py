@@ -21,14 +21,8 @@ from PIL import Image
 
 from detect.core.errors import ConfigError, InputError
 from detect.io.media import Limits, load
-from detect.io.video import (
-    CODECS,
-    FrameSampling,
-    available_codecs,
-    encode_video,
-    probe_video,
-    read_video,
-)
+from detect.io.video import FrameSampling, probe_video, read_video
+from detect.io.video_encode import CODECS, available_codecs, encode_video
 
 W, H, FPS = 64, 48, 12.0
 ID_STEP = 12  # grey level step of the block that tells which frame a decoded picture is

@@ -1,4 +1,5 @@
-"""Bounded, honest decoding of video frames, and a small encoder for tests and corpora.
+"""Bounded, honest decoding of video frames (the encoder for tests and corpora is
+:mod:`detect.io.video_encode`).
 
 :func:`detect.io.media.load` only sniffs a video and keeps its bytes; this module turns those
 bytes into a handful of RGB frames when a detector asks for them. Inputs are untrusted, so
@@ -23,15 +24,10 @@ cv2 is imported inside functions so that ``import detect.io.video`` stays cheap.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import os
-import struct
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,25 +35,11 @@ import numpy as np
 from detect.core.errors import ConfigError, InputError
 from detect.core.types import Item
 from detect.io.media import Limits, load, load_bytes
+from detect.io.opencv import capture, opencv, quiet, staged
+from detect.io.video_damage import NO_FRAMES, damaged
 
-__all__ = [
-    "CODECS",
-    "FrameSampling",
-    "Video",
-    "available_codecs",
-    "encode_video",
-    "probe_video",
-    "read_video",
-]
+__all__ = ["FrameSampling", "Video", "decode_item", "decoded", "probe_video", "read_video"]
 
-# codec name -> (fourcc, file suffix of the container it is written in)
-CODECS: dict[str, tuple[str, str]] = {
-    "mjpeg": ("MJPG", ".avi"),
-    "mp4v": ("mp4v", ".mp4"),
-    "xvid": ("XVID", ".avi"),
-    "h264": ("avc1", ".mp4"),
-}
-_SUFFIXES = {"avi": ".avi", "mp4": ".mp4", "mov": ".mov", "mkv": ".mkv", "webm": ".webm"}
 # Frame counts that come from an index (AVI, MP4/MOV) are exact; Matroska/WebM ones are
 # duration x fps, which can be one frame off without anything being wrong with the file.
 _COUNT_SLACK = {"mkv": 1, "webm": 1}
@@ -137,7 +119,7 @@ def read_video(
     """
     item, label = _as_item(source, limits, name)
     data = bytes(item.content)
-    with _staged(data, item.format) as path, _quiet(), _capture(path, label, data) as cap:
+    with staged(data, item.format) as path, quiet(), capture(path, label, data) as cap:
         info = _header(cap, item.format, label, limits)
         declared = info["frame_count"]
         fps = info["fps"]
@@ -173,7 +155,7 @@ def probe_video(
     """
     item, label = _as_item(source, limits, name)
     data = bytes(item.content)
-    with _staged(data, item.format) as path, _quiet(), _capture(path, label, data) as cap:
+    with staged(data, item.format) as path, quiet(), capture(path, label, data) as cap:
         return _header(cap, item.format, label, limits)
 
 
@@ -198,63 +180,9 @@ def _as_item(
     raise TypeError(f"read_video needs an Item, bytes or a path, got {type(source).__name__}")
 
 
-@contextlib.contextmanager
-def _staged(data: bytes, container: str) -> Iterator[str]:
-    """Write the bytes where FFmpeg can open them; the file never outlives the call."""
-    suffix = _SUFFIXES.get(container, ".bin")
-    fd, name = tempfile.mkstemp(prefix="unmask-video-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        yield name
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-
-
-def _cv2() -> Any:
-    """Import cv2, first asking its FFmpeg to stay quiet.
-
-    FFmpeg prints its own complaints ("[mjpeg @ 0x...] EOI missing") straight to stderr,
-    which OpenCV's log level does not cover; its level is read once, when OpenCV first
-    initialises FFmpeg. Every such problem reaches the caller as an InputError instead. A
-    user who wants FFmpeg's diagnostics sets OPENCV_FFMPEG_LOGLEVEL themselves.
-    """
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    import cv2
-
-    return cv2
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence OpenCV's own log while we read (a damaged file is reported, not logged)."""
-    cv2 = _cv2()
-    logging = cv2.utils.logging
-    previous = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging.setLogLevel(previous)
-
-
-@contextlib.contextmanager
-def _capture(path: str, label: str, data: bytes) -> Iterator[Any]:
-    cv2 = _cv2()
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    try:
-        if not cap.isOpened():
-            raise _damaged(label, "corrupt or unsupported video (OpenCV/FFmpeg cannot open it)",
-                           data)
-        yield cap
-    finally:
-        cap.release()
-
-
 def _header(cap: Any, container: str, label: str, limits: Limits) -> dict[str, Any]:
     """Read and check what the container declares, before decoding anything."""
-    cv2 = _cv2()
+    cv2 = opencv()
     width = _positive_int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = _positive_int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     fps_raw = cap.get(cv2.CAP_PROP_FPS)
@@ -336,7 +264,7 @@ def _decode(
     With ``stop=None`` the length is unknown, so the frame and duration limits are enforced
     as frames arrive instead of from the header.
     """
-    cv2 = _cv2()
+    cv2 = opencv()
     result = _Pass()
     index = 0
     while stop is None or index < stop:
@@ -408,15 +336,15 @@ def _read_known_length(
     count = declared
     if got.grabbed < stop:
         if got.grabbed == 0:
-            raise _damaged(label, _NO_FRAMES, data)
+            raise damaged(label, NO_FRAMES, data)
         if not _reached_declared_end(got, declared, fps, info["container"]):
-            raise _damaged(label, f"truncated or corrupt video: header declares {declared} "
+            raise damaged(label, f"truncated or corrupt video: header declares {declared} "
                                   f"frames, only {got.grabbed} decodable", data)
         # The file is whole; its header counted frames FFmpeg never delivers (AVI "drop"
         # entries, a rounded Matroska estimate). Sample again over the frames that exist.
         count = got.grabbed
         if sampling.mode == "uniform":
-            with _capture(path, label, data) as again:
+            with capture(path, label, data) as again:
                 wanted = _uniform(count, sampling.n)
                 got2 = _decode(again, _wanting(wanted), wanted[-1] + 1, fps, label, limits)
             if got2.grabbed < wanted[-1] + 1:  # the decoder disagrees with itself: give up
@@ -460,13 +388,13 @@ def _read_unknown_length(
 
         got = _decode(cap, keep, None, fps, label, limits)
         if got.grabbed == 0:
-            raise _damaged(label, _NO_FRAMES, data)
+            raise damaged(label, NO_FRAMES, data)
         return _video(got, got.grabbed)
     counted = _decode(cap, lambda index, state: False, None, fps, label, limits)
     if counted.grabbed == 0:
-        raise _damaged(label, _NO_FRAMES, data)
+        raise damaged(label, NO_FRAMES, data)
     wanted = _uniform(counted.grabbed, sampling.n)
-    with _capture(path, label, data) as again:
+    with capture(path, label, data) as again:
         got = _decode(again, _wanting(wanted), wanted[-1] + 1, fps, label, limits)
     if got.grabbed < wanted[-1] + 1:
         raise InputError(label, f"truncated or corrupt video: {counted.grabbed} frames "
@@ -482,135 +410,6 @@ def _video(got: _Pass, count: int) -> Video:
         times=got.times,
         meta={"frame_count": count, "decoded_frames": got.grabbed},
     )
-
-
-# --------------------------------------------------------------------------- damage hints
-
-_NO_FRAMES = "no decodable frames (corrupt or truncated video)"
-
-
-def _damaged(label: str, problem: str, data: bytes) -> InputError:
-    """The error for a damaged file, with what its structure shows when that says more."""
-    hint = _container_damage(data)
-    return InputError(label, f"{problem}; {hint}" if hint else problem)
-
-
-def _container_damage(data: bytes) -> str | None:
-    """Say what is structurally wrong with an AVI or MP4/MOV file, if anything obvious.
-
-    FFmpeg only says "cannot open" or stops decoding; the top-level structure usually shows
-    why: a RIFF file shorter than its header, or an MP4 whose ``moov`` index (written last
-    by most muxers) is cut off or missing.
-    """
-    if data[:4] == b"RIFF" and len(data) >= 12:
-        declared = int.from_bytes(data[4:8], "little") + 8
-        if len(data) < declared:
-            return f"file has {len(data)} bytes, its RIFF header declares {declared}"
-        return None
-    if data[4:8] == b"ftyp":
-        return _mp4_damage(data)
-    return None
-
-
-def _mp4_damage(data: bytes) -> str | None:
-    offset, seen = 0, set()
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        if size == 1 and offset + 16 <= len(data):
-            size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
-        elif size == 0:  # box runs to the end of the file
-            size = len(data) - offset
-        name = kind.decode("latin-1")
-        if size < 8:
-            return f"invalid size {size} for top-level box {name!r} at byte {offset}"
-        if offset + size > len(data):
-            cut = (f"top-level box {name!r} at byte {offset} declares {size} bytes, "
-                   f"only {len(data) - offset} present")
-            if kind == b"moov":
-                return f"the 'moov' index is cut off ({cut})"
-            return cut if b"moov" in seen else f"{cut}; no 'moov' index before it"
-        seen.add(kind)
-        offset += size
-    if b"moov" not in seen:
-        return "no 'moov' index box (cut off, overwritten or never written)"
-    return None
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-@functools.cache
-def available_codecs() -> list[str]:
-    """Names in :data:`CODECS` that this OpenCV build can write, in that order.
-
-    Builds differ (pip wheels ship no H.264 encoder), so this is tried, not assumed: each
-    codec writes two tiny frames to a temporary file. Cached for the process.
-    """
-    frame = np.zeros((16, 16, 3), np.uint8)
-    found = []
-    with tempfile.TemporaryDirectory(prefix="unmask-codecs-") as tmp, _quiet():
-        for codec in CODECS:
-            if _write(Path(tmp), codec, [frame, frame], 12.0):
-                found.append(codec)
-    return found
-
-
-def encode_video(frames: Sequence[np.ndarray], codec: str = "mjpeg", fps: float = 12.0) -> bytes:
-    """Encode RGB ``uint8`` frames (all the same shape) and return the file's bytes.
-
-    The container follows the codec (see :data:`CODECS`). OpenCV's writer silently crops
-    odd widths and heights to even ones, so an odd side is padded by repeating its last
-    row or column instead: a 63x47 clip decodes as 64x48, with no pixel lost. Raises
-    ConfigError for an unknown codec, one this OpenCV build cannot encode, or bad frames.
-    """
-    if codec not in CODECS:
-        raise ConfigError(f"unknown video codec {codec!r}; known: {', '.join(CODECS)}")
-    if not math.isfinite(fps) or fps <= 0:
-        raise ConfigError(f"fps must be a positive number, got {fps!r}")
-    frames = list(frames)
-    if not frames:
-        raise ConfigError("encode_video needs at least one frame")
-    first = frames[0]
-    for i, f in enumerate(frames):
-        if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
-            got = (f"{f.dtype} array of shape {f.shape}" if isinstance(f, np.ndarray)
-                   else type(f).__name__)
-            raise ConfigError(f"frame {i} must be an RGB uint8 (H, W, 3) array, got {got}")
-        if f.shape != first.shape:
-            raise ConfigError(f"all frames must have the same shape: frame 0 is {first.shape}, "
-                              f"frame {i} is {f.shape}")
-    h, w = first.shape[:2]
-    if h % 2 or w % 2:
-        frames = [np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") for f in frames]
-    with tempfile.TemporaryDirectory(prefix="unmask-encode-") as tmp, _quiet():
-        data = _write(Path(tmp), codec, frames, fps)
-    if data is not None:
-        return data
-    h, w = frames[0].shape[:2]
-    available = available_codecs()
-    if codec in available:
-        raise ConfigError(f"OpenCV's {codec} writer failed on {w}x{h} frames at {fps:g} fps")
-    raise ConfigError(f"this OpenCV build cannot encode {codec}; "
-                      f"available: {', '.join(available) or 'none'}")
-
-
-def _write(folder: Path, codec: str, frames: list[np.ndarray], fps: float) -> bytes | None:
-    """The encoded file's bytes, or None when OpenCV cannot write this codec/size."""
-    cv2 = _cv2()
-    fourcc, suffix = CODECS[codec]
-    path = folder / f"clip-{codec}{suffix}"
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc),
-                             float(fps), (int(w), int(h)))
-    try:
-        if not writer.isOpened():
-            return None
-        for f in frames:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    data = path.read_bytes() if path.exists() else b""
-    return data or None
 
 
 # --------------------------------------------------------------------------- items

@@ -121,7 +121,7 @@ def build_clips(video: dict[str, Any], writer: Any, faces: list[Any], finder: An
     """Add the recipe's clips to ``writer``; returns the header summary."""
     from tqdm.auto import tqdm
 
-    from detect.io.video import encode_video
+    from detect.io.video_encode import encode_video
 
     from .sources import real_faces
 
