@@ -183,3 +183,16 @@ def test_detect_imports_only_downward():
                     offenders.append(f"{path.relative_to(ROOT)}:{line} ({here}) imports {t} "
                                      f"({there})")
     assert not offenders, "imports that reach sideways or up:\n" + "\n".join(offenders)
+
+
+MAX_LINES = 500  # the house rule: a module a newcomer can read in one sitting
+
+
+def test_no_module_outside_tests_is_over_the_house_limit():
+    big = []
+    for top in ("detect", "generators", "benchmarks", "scripts"):
+        for p in sorted((ROOT / top).rglob("*.py")):
+            n = len(p.read_text(encoding="utf-8").splitlines())
+            if n > MAX_LINES:
+                big.append(f"{p.relative_to(ROOT)}: {n} lines")
+    assert not big, f"modules over {MAX_LINES} lines:\n" + "\n".join(big)
