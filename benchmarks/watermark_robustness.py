@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from detect.core.registry import attacks
-    from detect.evidence.watermark.image import CATALOG, Payload, embed, verify_image
+    from detect.evidence.watermark.image import verify_image
+    from detect.evidence.watermark.image_codec import embed
+    from detect.evidence.watermark.image_payloads import CATALOG, Payload
 
     imgs = _photos(a.images, a.size)
     atk = {name: (attacks.create(kind, **kw) if kind != "none" else (lambda x: x))

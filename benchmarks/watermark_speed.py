@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.auto import tqdm
 
-    from detect.evidence.watermark import image as wi
+    from detect.evidence.watermark import image_codec as wi
 
     rows = []
     jobs = [(size, scheme, n_bits)

@@ -14,6 +14,8 @@ from test_cli import unmask
 from detect.core.errors import ConfigError, InputError
 from detect.evidence.watermark import corrected_alpha, decide
 from detect.evidence.watermark import image as wi
+from detect.evidence.watermark import image_codec as wc
+from detect.evidence.watermark import image_payloads as wp
 
 
 def _crop(img: np.ndarray, h: int, w: int, y: int = 0, x: int = 0) -> np.ndarray:
@@ -40,9 +42,9 @@ def varied(photos):
            np.full((256, 320, 3), 200, np.uint8),
            np.repeat(np.linspace(0, 255, 400).astype(np.uint8)[None, :, None], 280, 0)
            .repeat(3, 2)]
-    out.append(wi.embed(photos[2][:384, :384].copy(), wi.CATALOG["sdxl"].bits))
-    out.append(wi.embed(photos[2][:384, :384].copy(), wi.CATALOG["sdxl"].bits, pixels="float"))
-    out.append(wi.embed(_crop(photos[4], 320, 352), wi.CATALOG["sd-v2"].bits, "dwtDctSvd"))
+    out.append(wc.embed(photos[2][:384, :384].copy(), wp.CATALOG["sdxl"].bits))
+    out.append(wc.embed(photos[2][:384, :384].copy(), wp.CATALOG["sdxl"].bits, pixels="float"))
+    out.append(wc.embed(_crop(photos[4], 320, 352), wp.CATALOG["sd-v2"].bits, "dwtDctSvd"))
     return out
 
 
@@ -54,9 +56,9 @@ def test_hard_decoder_is_bit_identical_to_invisible_watermark(varied, scheme, pi
     for img in varied:
         for n_bits in (8, 32, 48, 136):
             for order in ("bgr", "rgb"):
-                ref = wi.decode(img, n_bits, scheme, decoder="reference", channel_order=order,
+                ref = wc.decode(img, n_bits, scheme, decoder="reference", channel_order=order,
                                 pixels=pixels)
-                fast = wi.decode(img, n_bits, scheme, channel_order=order, pixels=pixels)
+                fast = wc.decode(img, n_bits, scheme, channel_order=order, pixels=pixels)
                 assert np.array_equal(ref, fast), (img.shape, n_bits, order)
 
 
@@ -64,22 +66,22 @@ def test_fast_decoder_matches_at_1080p(photos):
     import cv2
 
     img = cv2.resize(photos[5], (1920, 1080), interpolation=cv2.INTER_AREA)
-    marked = wi.embed(img, wi.CATALOG["sd-v1"].bits)
+    marked = wc.embed(img, wp.CATALOG["sd-v1"].bits)
     for x in (img, marked):
         for scheme in ("dwtDct", "dwtDctSvd"):
-            assert np.array_equal(wi.decode(x, 136, scheme, decoder="reference"),
-                                  wi.decode(x, 136, scheme))
+            assert np.array_equal(wc.decode(x, 136, scheme, decoder="reference"),
+                                  wc.decode(x, 136, scheme))
 
 
 @pytest.mark.parametrize("scheme", ["dwtDct", "dwtDctSvd"])
 @pytest.mark.parametrize("decoder", ["soft", "hard", "reference", "fast"])
 def test_embed_verify_round_trip(photos, scheme, decoder):
-    bits = wi.parse_payload(data="unmask")
+    bits = wp.parse_payload(data="unmask")
     img = _crop(photos[2], 320, 400)
     for pixels in ("uint8", "float"):
-        marked = wi.embed(img, bits, scheme, pixels=pixels)
+        marked = wc.embed(img, bits, scheme, pixels=pixels)
         assert np.abs(marked.astype(int) - img).mean() < 3  # invisible: small change
-        pls = wi.user_payloads(bits, [scheme], pixels=(pixels,))
+        pls = wp.user_payloads(bits, [scheme], pixels=(pixels,))
         [r] = wi.verify_image(marked, pls, decoder=decoder)
         assert r.status == "detected" and r.statistic["bit_accuracy"] >= 0.9, pixels
         assert r.p_value < r.alpha == 1e-6
@@ -94,24 +96,24 @@ def test_embed_verify_round_trip(photos, scheme, decoder):
 def test_rivagan_round_trip(photos):
     bits = tuple(int(b) for b in np.random.default_rng(3).integers(0, 2, 32))
     img = _crop(photos[0], 256, 256)
-    marked = wi.embed(img, bits, "rivaGan")
-    [r] = wi.verify_image(marked, wi.user_payloads(bits, ["rivaGan"]))
+    marked = wc.embed(img, bits, "rivaGan")
+    [r] = wi.verify_image(marked, wp.user_payloads(bits, ["rivaGan"]))
     assert r.status == "detected" and len(r.details["soft_outputs"]) == 32
-    [r] = wi.verify_image(img, wi.user_payloads(bits, ["rivaGan"]))
+    [r] = wi.verify_image(img, wp.user_payloads(bits, ["rivaGan"]))
     assert r.status == "absent"
     with pytest.raises(ConfigError, match="32 bits"):
-        wi.embed(img, bits[:16], "rivaGan")
+        wc.embed(img, bits[:16], "rivaGan")
 
 
 def test_catalog_payloads_are_found_as_their_generators_embed_them(photos):
     img = _crop(photos[6], 512, 512)
-    for name, pl in wi.CATALOG.items():
-        marked = wi.embed(img, pl.bits, pl.scheme, channel_order=pl.channel_order,
+    for name, pl in wp.CATALOG.items():
+        marked = wc.embed(img, pl.bits, pl.scheme, channel_order=pl.channel_order,
                           pixels=pl.pixels)
         res = {r.payload: r for r in wi.verify_image(marked, target_fpr=1e-4)}
         assert res[name].status == "detected", name
-        assert res[name].n_tests == len(wi.CATALOG)
-        assert res[name].alpha == pytest.approx(1e-4 / len(wi.CATALOG))
+        assert res[name].n_tests == len(wp.CATALOG)
+        assert res[name].alpha == pytest.approx(1e-4 / len(wp.CATALOG))
         # imwatermark recovers ~94% of bits here: at 1e-6 the 136- and 48-bit marks still
         # pass, the 32-bit sd-v2 mark tolerates one wrong bit (2^-32 is not far from 1e-6)
         strict = {r.payload: r for r in wi.verify_image(marked)}[name]
@@ -119,20 +121,20 @@ def test_catalog_payloads_are_found_as_their_generators_embed_them(photos):
         others = [n for n, r in res.items() if r.detected and n != name]
         # the same bits read another way (channel order, pixels) are one mark, not two
         assert others == [], (name, others)
-    assert wi.CATALOG["sd-v1"].n_bits == 136 and wi.CATALOG["sdxl"].n_bits == 48
+    assert wp.CATALOG["sd-v1"].n_bits == 136 and wp.CATALOG["sdxl"].n_bits == 48
 
 
 def test_a_strong_mark_explains_its_echo_in_another_payload(photos):
     """"SDV2" and "StableDiffusionV1" are both ASCII: an sd-v2 image also agrees with sd-v1
     beyond chance. That echo is reported as cross-talk, not as a second watermark."""
     img = _crop(photos[6], 512, 512)
-    marked = wi.embed(img, wi.CATALOG["sd-v2"].bits)
+    marked = wc.embed(img, wp.CATALOG["sd-v2"].bits)
     res = {r.payload: r for r in wi.verify_image(marked, target_fpr=1e-4)}
     assert res["sd-v2"].detected
     assert res["sd-v1"].status == "cross-talk" and res["sd-v1"].p_value < 1e-4
     assert res["sd-v1"].details["explained_by"] == "sd-v2"
     assert wi.summarize(list(res.values()))["found"] == ["sd-v2"]
-    bits = wi.CATALOG["sdxl"].bits
+    bits = wp.CATALOG["sdxl"].bits
     assert np.array_equal(wi.expected_decode(bits, 48, 4096), bits)
 
 
@@ -149,11 +151,11 @@ def test_clean_photos_are_absent_and_p_values_are_honest(photos):
                 y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
                 crops.append(np.ascontiguousarray(p[y:y + ch, x:x + cw]))
     assert len(crops) >= 60
-    payloads = list(wi.CATALOG.values())
+    payloads = list(wp.CATALOG.values())
     for n in (32, 64):
-        payloads += wi.user_payloads(tuple(int(b) for b in rng.integers(0, 2, n)),
+        payloads += wp.user_payloads(tuple(int(b) for b in rng.integers(0, 2, n)),
                                      ["dwtDct", "dwtDctSvd"])
-        payloads += wi.user_payloads(tuple(int(b) for b in rng.integers(0, 2, n)),
+        payloads += wp.user_payloads(tuple(int(b) for b in rng.integers(0, 2, n)),
                                      ["dwtDct"], pixels=("float",))
     for decoder in ("soft", "hard"):
         ps = []
@@ -170,25 +172,25 @@ def test_biased_decoding_does_not_fool_the_test(photos):
     well, and a naive binomial test would call it detected. The conditional test does not."""
     bits = (0,) * 44 + (1,) * 4
     img = photos[0]
-    [r] = wi.verify_image(img, [wi.Payload("zeros", "dwtDct", bits)])
+    [r] = wi.verify_image(img, [wp.Payload("zeros", "dwtDct", bits)])
     assert r.statistic["p_value_binomial"] < 1e-6  # what the naive test would say
     assert r.status == "absent"
-    [r] = wi.verify_image(img, [wi.Payload("const", "dwtDct", (0,) * 48)])
+    [r] = wi.verify_image(img, [wp.Payload("const", "dwtDct", (0,) * 48)])
     assert r.status == "insufficient" and "constant" in r.details["reason"]
 
 
 def test_small_images_and_bad_payloads(photos):
     tiny = _crop(photos[0], 40, 40)  # 25 blocks: fewer than 48 bits
-    [r] = wi.verify_image(tiny, [wi.CATALOG["sdxl"]])
+    [r] = wi.verify_image(tiny, [wp.CATALOG["sdxl"]])
     assert r.status == "insufficient" and r.details["blocks_per_bit"] == 0
     with pytest.raises(InputError, match="256x256"):
-        wi.verify_image(tiny, [wi.CATALOG["sdxl"]], decoder="reference", path="tiny.png")
+        wi.verify_image(tiny, [wp.CATALOG["sdxl"]], decoder="reference", path="tiny.png")
     with pytest.raises(ConfigError, match="too small"):
-        wi.embed(tiny, (0, 1, 1))
+        wc.embed(tiny, (0, 1, 1))
     for kw in ({"bits": "01x"}, {"bits": ""}, {"hex_": "zz"}, {}, {"bits": "01", "data": "a"}):
         with pytest.raises(ConfigError):
-            wi.parse_payload(**kw)
-    assert wi.parse_payload(hex_="A5") == (1, 0, 1, 0, 0, 1, 0, 1)
+            wp.parse_payload(**kw)
+    assert wp.parse_payload(hex_="A5") == (1, 0, 1, 0, 0, 1, 0, 1)
     assert decide(1e-7, 1e-6, 4) == ("detected", 2.5e-7) and decide(None, 1e-6, 1)[0] == \
         "insufficient"
     with pytest.raises(ConfigError):
@@ -214,7 +216,7 @@ def test_watermark_cli_embed_verify_catalog(tmp_path, photos):
                check_code=1)
     recs = {json.loads(x)["path"].split("/")[-1]: json.loads(x) for x in r.stdout.splitlines()}
     assert recs["sdxl.png"]["status"] == "detected" and recs["sdxl.png"]["found"] == ["sdxl"]
-    assert len(recs["sdxl.png"]["results"]) == len(wi.CATALOG)
+    assert len(recs["sdxl.png"]["results"]) == len(wp.CATALOG)
     assert recs["photo.png"]["status"] == "absent"
     assert recs["broken.png"]["status"] == "error" and "broken.png" in recs["broken.png"]["error"]
     r = unmask("watermark", "verify", tmp_path / "mine.png", tmp_path / "notes.txt",
@@ -231,14 +233,14 @@ def test_watermark_cli_embed_verify_catalog(tmp_path, photos):
     assert rec["found"] == ["user:dwtDct:float"] and rec["results"][0]["n_tests"] == 2
     unmask("watermark", "verify", src, check_code=0)
     r = unmask("watermark", "catalog", check_code=0)
-    assert {json.loads(x)["name"] for x in r.stdout.splitlines()} == set(wi.CATALOG)
+    assert {json.loads(x)["name"] for x in r.stdout.splitlines()} == set(wp.CATALOG)
 
 
 @pytest.mark.slow
 def test_scan_and_inspect_report_watermarks_and_c2pa(tmp_path, photos, trained_models):
     model = trained_models["cnn-test"]
     img = _crop(photos[2], 320, 320)
-    Image.fromarray(wi.embed(img, wi.CATALOG["sd-v1"].bits)).save(tmp_path / "sd.png")
+    Image.fromarray(wc.embed(img, wp.CATALOG["sd-v1"].bits)).save(tmp_path / "sd.png")
     Image.fromarray(img).save(tmp_path / "clean.png")
     r = unmask("scan", tmp_path / "sd.png", tmp_path / "clean.png", "-m", model,
                "--fail-on", "watermarked")
@@ -260,7 +262,7 @@ def test_scan_and_inspect_report_watermarks_and_c2pa(tmp_path, photos, trained_m
     full = {w["payload"]: w for w in rep["watermarks"]}
     assert full["sd-v1"]["status"] == "detected"
     decoded = full["sd-v1"]["details"]["decoded_bits"]
-    expect = "".join(map(str, wi.CATALOG["sd-v1"].bits))
+    expect = "".join(map(str, wp.CATALOG["sd-v1"].bits))
     assert len(decoded) == 136 and sum(map(str.__eq__, decoded, expect)) >= 122
     assert rep["provenance"]["c2pa"]["schema"] == "unmask.c2pa/1"
 
@@ -332,7 +334,7 @@ def test_sdxl_mark_from_diffusers_in_inspect_and_verify(sdxl_files):
     assert s["details"]["decoder"] == "soft" and s["p_value"] < s["alpha"]
     # the hard bits beside the soft decision are invisible-watermark's own, read from the
     # float pixels diffusers handed it
-    ref = wi.decode(img, 48, "dwtDct", decoder="reference", pixels="float")
+    ref = wc.decode(img, 48, "dwtDct", decoder="reference", pixels="float")
     assert s["details"]["hard_bits"] == "".join(map(str, ref.tolist()))
     r = unmask("watermark", "verify", astro, "--decoder", "hard")
     h = {x["payload"]: x for x in json.loads(r.stdout)["results"]}["sdxl"]

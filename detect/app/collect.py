@@ -102,7 +102,7 @@ def _provenance(item: Any, full: bool) -> dict[str, Any]:
 def _watermarks(item: Any, options: ScanOptions, full: bool) -> list[dict[str, Any]]:
     from detect.evidence.watermark import DEFAULT_TARGET_FPR
     from detect.evidence.watermark.checks import check_item, compact
-    from detect.evidence.watermark.image import CATALOG
+    from detect.evidence.watermark.image_payloads import CATALOG
 
     payloads = None  # None: the public catalog
     if item.modality == "image" and options.payloads:

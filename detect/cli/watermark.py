@@ -14,7 +14,7 @@ from detect.core.errors import ConfigError, UnmaskError
 
 
 def _user_payload(a: argparse.Namespace) -> tuple[int, ...] | None:
-    from detect.evidence.watermark.image import parse_payload
+    from detect.evidence.watermark.image_payloads import parse_payload
 
     if a.bits is None and a.bytes is None and a.hex is None:
         return None
@@ -24,7 +24,8 @@ def _user_payload(a: argparse.Namespace) -> tuple[int, ...] | None:
 def cmd_watermark_embed(a: argparse.Namespace) -> int:
     from PIL import Image
 
-    from detect.evidence.watermark.image import CATALOG, catalog_payloads, embed
+    from detect.evidence.watermark.image_codec import embed
+    from detect.evidence.watermark.image_payloads import CATALOG, catalog_payloads
     from detect.io.media import Limits, load
 
     item = load(a.input, Limits())
@@ -65,7 +66,8 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
     from detect.core.types import _finite
     from detect.evidence.watermark import DEFAULT_TARGET_FPR
     from detect.evidence.watermark.checks import check_item, load_text_keys
-    from detect.evidence.watermark.image import catalog_payloads, summarize, user_payloads
+    from detect.evidence.watermark.image import summarize
+    from detect.evidence.watermark.image_payloads import catalog_payloads, user_payloads
     from detect.io.media import Limits, iter_paths, load
 
     text_keys = load_text_keys(a.wm_key)
@@ -103,7 +105,7 @@ def cmd_watermark_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_watermark_catalog(a: argparse.Namespace) -> int:
-    from detect.evidence.watermark.image import CATALOG
+    from detect.evidence.watermark.image_payloads import CATALOG
 
     for pl in CATALOG.values():
         print(json.dumps(pl.describe()))
@@ -167,7 +169,8 @@ def _payload_args(s: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    from detect.evidence.watermark.image import CATALOG, DECODERS, DEFAULT_DECODER, PIXELS, SCHEMES
+    from detect.evidence.watermark.image_codec import DECODERS, DEFAULT_DECODER, PIXELS, SCHEMES
+    from detect.evidence.watermark.image_payloads import CATALOG
 
     w = sub.add_parser("watermark", help="embed or verify invisible watermarks")
     wsub = w.add_subparsers(dest="wm_command", required=True, metavar="ACTION")
