@@ -112,13 +112,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from detect.evidence.watermark.text import (
-        TextWatermarkKey,
-        retokenization_drift,
-        scan_kgw,
-        scan_synthid,
-        verify_text,
-    )
+    from detect.evidence.watermark.text import scan_kgw, scan_synthid, verify_text
+    from detect.evidence.watermark.text_keys import TextWatermarkKey, retokenization_drift
 
     torch.set_num_threads(a.threads)
     random.seed(a.seed)

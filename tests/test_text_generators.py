@@ -20,7 +20,8 @@ import transformers  # noqa: F401  (hard dependencies: missing is a failure, nev
 
 from detect.core.errors import ConfigError, ModelError
 from detect.core.registry import generators
-from detect.evidence.watermark.text import TextWatermarkKey, verify_text
+from detect.evidence.watermark.text import verify_text
+from detect.evidence.watermark.text_keys import TextWatermarkKey
 from detect.io.corpus import Corpus, CorpusWriter
 from generators.recipe import build, load_recipe
 from generators.text import sources

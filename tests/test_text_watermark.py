@@ -26,20 +26,22 @@ from benchmarks.text_watermark import (
 )
 from detect.core.errors import ConfigError
 from detect.evidence.watermark.text import (
-    KEY_SCHEMA,
-    KeyMismatchWarning,
-    TextWatermarkKey,
-    key_differences,
-    kgw_min_tokens,
-    retokenization_drift,
     scan_kgw,
-    tokenizer_fingerprint,
     verify_kgw,
     verify_kgw_ids,
     verify_synthid,
     verify_synthid_ids,
     verify_text,
 )
+from detect.evidence.watermark.text_keys import (
+    KEY_SCHEMA,
+    KeyMismatchWarning,
+    TextWatermarkKey,
+    key_differences,
+    retokenization_drift,
+    tokenizer_fingerprint,
+)
+from detect.evidence.watermark.text_stats import kgw_min_tokens
 
 N_NEW = 100
 

@@ -115,7 +115,7 @@ def cmd_watermark_catalog(a: argparse.Namespace) -> int:
 def cmd_watermark_keygen(a: argparse.Namespace) -> int:
     """Write a text watermark key: a fresh secret, or a transformers config wrapped with its
     tokenizer. The key itself never goes to stdout; its fingerprint does."""
-    from detect.evidence.watermark.text import TextWatermarkKey
+    from detect.evidence.watermark.text_keys import TextWatermarkKey
 
     out = Path(a.out)
     if out.exists() and not a.force:

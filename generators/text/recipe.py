@@ -285,7 +285,7 @@ def _watermark_key(syn: dict[str, Any], si: int, gen: Any, out: Path, name: str,
                    seed: int) -> Any:
     """The entry's key, written into ``out/keys/`` (a secret derived from the recipe seed:
     whoever holds the recipe can rebuild it; the corpus is a benchmark, not a deployment)."""
-    from detect.evidence.watermark.text import TextWatermarkKey
+    from detect.evidence.watermark.text_keys import TextWatermarkKey
     from generators.image.base import sample_seed
 
     scheme = syn.get("watermark")

@@ -14,7 +14,7 @@ from detect.evidence.watermark import DEFAULT_TARGET_FPR, WatermarkResult
 def load_text_keys(paths: Sequence[str | Path | Any]) -> list[Any]:
     """Key files (or keys already loaded) -> TextWatermarkKey objects, each named after its
     file. A bad file is a ConfigError naming it, raised before any input is read."""
-    from detect.evidence.watermark.text import TextWatermarkKey
+    from detect.evidence.watermark.text_keys import TextWatermarkKey
 
     out = []
     for src in paths:
