@@ -62,19 +62,59 @@ def tiny_corpus(tmp_path_factory):
     return build(TINY_RECIPE, out, progress=False)
 
 
-@pytest.fixture(scope="session")
-def trained_models(tiny_corpus, tmp_path_factory):
-    """name -> saved model dir, for every registered ``*-test`` detector."""
+# The tiny corpus fixture each detector modality fits on (a detector's ``tags.modality``).
+MODALITY_CORPUS = {"image": "tiny_corpus", "text": "tiny_text_corpus", "face": "tiny_face_corpus"}
+
+
+def corpus_fixture(name: str) -> str:
+    """The tiny corpus fixture registered detector ``name`` fits on, from its modality."""
     from detect.core.registry import detectors
 
-    root = tmp_path_factory.mktemp("models")
-    out = {}
-    for name in detectors.names("*-test"):
-        if detectors.get_class(name).tags.modality != "image":
-            continue  # text detectors fit on tiny_text_corpus in their own tests
-        det = detectors.create(name).fit(tiny_corpus)
-        out[name] = det.save(root / name)
-    return out
+    modality = detectors.get_class(name).tags.modality
+    if modality not in MODALITY_CORPUS:
+        raise KeyError(f"{name}: no tiny corpus fixture for {modality} detectors; add one to "
+                       "MODALITY_CORPUS")
+    return MODALITY_CORPUS[modality]
+
+
+def detector_params(pattern: str = "*-test") -> list:
+    """One pytest param per registered detector matching ``pattern`` (every modality), marked
+    slow when its modality's corpus fixture is: what conformance tests parametrise over, read
+    from the registry at collection, so a new ``*-test`` entry is covered without a list."""
+    from detect.core.registry import detectors
+
+    return [pytest.param(n, id=n, marks=[pytest.mark.slow]
+                         if corpus_fixture(n) in SLOW_FIXTURES else [])
+            for n in detectors.names(pattern)]
+
+
+class ModelCache:
+    """name -> saved model folder: each registered detector fitted (with its registry
+    defaults) once per session, on the corpus it is first asked with."""
+
+    def __init__(self, root: Path):
+        self.root, self.dirs = root, {}
+
+    def get(self, name: str, corpus) -> Path:
+        from detect.core.registry import detectors
+
+        if name not in self.dirs:
+            self.dirs[name] = detectors.create(name).fit(corpus).save(self.root / name)
+        return self.dirs[name]
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    return ModelCache(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def trained_models(tiny_corpus, model_cache):
+    """name -> saved model dir, for every registered ``*-test`` image detector (text and face
+    ones fit on their own corpora: ``model_cache`` with ``corpus_fixture(name)``)."""
+    return {name: model_cache.get(name, tiny_corpus) for name in
+            (p.values[0] for p in detector_params())
+            if corpus_fixture(name) == "tiny_corpus"}
 
 
 @pytest.fixture(scope="session")
@@ -146,9 +186,6 @@ def tiny_face_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def face_model(tiny_face_corpus, tmp_path_factory):
+def face_model(tiny_face_corpus, model_cache):
     """The tiny MesoNet trained and calibrated (faces and clips) on it, saved to a folder."""
-    from detect.core.registry import detectors
-
-    det = detectors.create("face-test").fit(tiny_face_corpus)
-    return det.save(tmp_path_factory.mktemp("face-model") / "face-test")
+    return model_cache.get("face-test", tiny_face_corpus)

@@ -1,4 +1,5 @@
-"""Conformance for every registered ``*-test`` detector, and a real learning check."""
+"""Image detector specifics: fitting errors, loading broken models, tiling, NPR residuals and the
+full-size CNN backbones (the contract every ``*-test`` detector meets is test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -7,94 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import metrics
-from detect.core.detector import load_detector, tile_positions, tiles
-from detect.core.errors import ConfigError, InputError, ModelError
+from detect.core.detector import load_detector
+from detect.core.errors import ConfigError, ModelError
 from detect.core.registry import detectors
+from detect.image.patch import tile_positions, tiles
 from detect.io.corpus import Corpus
-
-TEST_DETECTORS = detectors.names("*-test")
-# the checks that fit, tile and score run on the image corpus; text detectors have their own
-IMAGE_TEST_DETECTORS = [n for n in TEST_DETECTORS
-                        if detectors.get_class(n).tags.modality == "image"]
-
-
-def test_every_family_has_a_test_variant():
-    families = {n.split("-")[0] for n in detectors.names()}
-    have = {n.split("-")[0] for n in TEST_DETECTORS}
-    assert families <= have, f"families without a *-test variant: {families - have}"
-
-
-@pytest.mark.parametrize("name", TEST_DETECTORS)
-def test_init_stores_only_hyperparameters(name):
-    det = detectors.create(name)
-    assert det.name == name
-    params = det.get_params()
-    assert params, "a detector must expose its hyperparameters"
-    assert not [k for k in vars(det) if k.endswith("_")], "no fitted state before fit()"
-    with pytest.raises(ModelError, match="not fitted"):
-        det.predict([np.zeros((32, 32, 3), np.uint8)])
-
-
-@pytest.mark.parametrize("name", IMAGE_TEST_DETECTORS)
-def test_save_load_round_trip_gives_same_scores(name, trained_models, tiny_corpus, tmp_path):
-    mdir = trained_models[name]
-    cfg = json.loads((mdir / "config.json").read_text())
-    assert cfg["schema"] == "unmask.detector/1" and cfg["name"] == name
-    files = sorted(p.relative_to(mdir).as_posix() for p in mdir.rglob("*") if p.is_file())
-    assert files[:2] == ["config.json", "weights.safetensors"] or \
-        {"config.json", "weights.safetensors"} <= set(files)
-    assert all(f.endswith((".json", ".safetensors")) for f in files), files
-    a = load_detector(mdir)
-    test = tiny_corpus.split("test")
-    items = test.items
-    s1 = a.score(items)
-    b = load_detector(a.save(tmp_path / "again"))
-    np.testing.assert_allclose(b.score(items), s1, rtol=1e-6, atol=1e-6)
-    assert b.threshold_ == a.threshold_
-    assert s1.shape == (len(items),) and np.all(np.isfinite(s1))
-    # the same image alone or in a batch scores the same
-    np.testing.assert_allclose(a.score(items[:1]), s1[:1], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", IMAGE_TEST_DETECTORS)
-def test_threshold_honours_target_fpr_on_calibration(name, trained_models, tiny_corpus):
-    det = load_detector(trained_models[name])
-    real = det.calib_scores_[det.calib_labels_ == 0]
-    assert real.size > 0
-    assert (real > det.threshold_).mean() <= det.target_fpr + 1e-9
-    calib = tiny_corpus.split("calib")
-    if len(det.calib_scores_) == len(calib):  # calibrated on the whole calib split
-        np.testing.assert_allclose(det.score(calib.items), det.calib_scores_, rtol=1e-6,
-                                   atol=1e-6)
-    # a looser FPR re-derived from the saved calibration scores lowers the threshold
-    loose = det.calibration_for(0.2)
-    assert loose.threshold <= det.threshold_
-    assert (real > loose.threshold).mean() <= 0.2 + 1e-9
-
-
-@pytest.mark.parametrize("name", IMAGE_TEST_DETECTORS)
-def test_learns_better_than_chance_on_held_out_items(name, trained_models, tiny_corpus):
-    """Held-out photos and unseen GAN samples: the lower 95% bound of AUROC beats chance."""
-    det = load_detector(trained_models[name])
-    test = tiny_corpus.split("test")
-    scores = det.score(test.items)
-    lo, _ = metrics.bootstrap_ci(test.labels, scores, metrics.auroc, n=200)
-    assert lo > 0.6, f"{name}: AUROC lower bound {lo:.3f}"
-
-
-@pytest.mark.parametrize("name", IMAGE_TEST_DETECTORS)
-def test_scores_large_and_tiny_images_by_tiling(name, trained_models):
-    det = load_detector(trained_models[name])
-    rng = np.random.default_rng(0)
-    big = rng.integers(0, 256, (300, 517, 3), dtype=np.uint8)
-    small = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    s = det.score([big, small])
-    assert s.shape == (2,) and np.all(np.isfinite(s))
-    tile_scores, pos = det.score_tiles(big)
-    assert len(tile_scores) == len(pos) <= det.max_tiles
-    with pytest.raises(InputError, match="smaller than"):
-        det.score([np.zeros((4, 4, 3), np.uint8)])
 
 
 def test_fit_needs_both_classes(tiny_corpus):

@@ -65,6 +65,17 @@ class Detector(HasParams, CalibratedMixin):
         """Whether this detector can judge ``item`` (by default: the same modality)."""
         return self.tags.modality == item.modality
 
+    def set_params(self, **params: Any) -> Detector:
+        """Change hyperparameters, checked by the constructor as at creation (the fitted state
+        is kept: refit after changing what training depends on). Unknown names: ConfigError."""
+        current = self.get_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown parameter(s) {unknown} (has "
+                              f"{', '.join(current)})")
+        type(self).__init__(self, **{**current, **params})
+        return self
+
     # -- training ----------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> Detector:
         """Train on ``corpus.split('train')`` and calibrate on ``corpus.split('calib')``."""

@@ -256,8 +256,8 @@ class FaceDetector(Detector):
         """The result at the face rule (photos) or the video rule (videos), with the faces or
         the per-frame timeline as details; no face: "uncertain", and the detector steps aside
         (``decides`` False) for the image detectors."""
+        face_cal = self.calibration_for(target_fpr)  # before any face finding: fitted?
         a = self.analyse(item)
-        face_cal = self.calibration_for(target_fpr)
         if item.modality == Modality.VIDEO:
             vcal = self.video_calibration_for(target_fpr)
             cal = vcal or face_cal

@@ -70,8 +70,8 @@ class FusionDetector(Detector):
         return {**super().get_params(), "members": list(self.member_refs)}
 
     def applies_to(self, item: Any) -> bool:
-        """What its first member applies to (images, and videos by their frames)."""
-        return self.members()[0].applies_to(item)
+        """Images, and videos (by their frames, as its image members score them)."""
+        return item.modality in (Modality.IMAGE, Modality.VIDEO)
 
     @property
     def patch(self) -> int:  # tiles follow the first member
