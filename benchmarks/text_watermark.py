@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+# the small language model (benchmarks/lm_tools.py) and the data and tokenizer (generators
+# package), also used by tests/test_text_watermark.py; re-exported here unchanged
+from benchmarks.lm_tools import build_lm
+from benchmarks.lm_tools import generate_batched as generate_ids
 from benchmarks.runner import machine
-
-# the data and the small language model (also used by tests/test_text_watermark.py) live in the
-# generators package; re-exported here unchanged
-from generators.text.lm import build_lm, train_tokenizer
-from generators.text.lm import generate_batched as generate_ids
 from generators.text.sources import prose_paragraphs, split_paragraphs
+from generators.text.tokenizer import train_tokenizer
 
 RESULTS_SCHEMA = "unmask.bench-text-watermark/1"
 LENGTHS = (25, 50, 100, 200, 400)

@@ -16,7 +16,7 @@ from detect.core.registry import generators
 def trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.ndarray,
                       seed: int, progress: bool) -> Any:
     """Load the generator finished in ``gdir``, or train it there (resuming a checkpoint)."""
-    from .image.base import load_generator
+    from .base import load_generator
 
     if (gdir / "model" / "config.json").exists():
         gen = load_generator(gdir / "model")
@@ -24,10 +24,7 @@ def trained_generator(gname: str, params: dict[str, Any], gdir: Path, pool: np.n
             report_generator(gen, pool, gdir, seed)
         return gen
     gen = generators.create(gname, **params)
-    if getattr(gen, "trainable", True):
-        gen.fit(pool, workdir=gdir, progress=progress)
-    else:
-        gen.prepare()
+    gen.fit(pool, workdir=gdir, progress=progress)  # a pretrained pipeline only loads there
     gen.save(gdir / "model")
     report_generator(gen, pool, gdir, seed)
     return gen

@@ -15,7 +15,8 @@ from PIL import Image
 from detect.core.errors import ConfigError, ModelError
 from detect.core.registry import generators
 from detect.io.corpus import Corpus
-from generators.image.base import file_sha256, load_generator
+from generators.base import load_generator
+from generators.image.base import file_sha256
 from generators.quality import quality_report
 from generators.recipe import build
 from generators.sources import photo_patches, photos
@@ -73,7 +74,7 @@ def test_sampling_is_per_index_and_survives_save_load(name, trained):
     assert not np.array_equal(gen.sample_array([0], seed=8)[0], batch[0])
     again = load_generator(mdir)
     np.testing.assert_array_equal(again.sample_array(list(range(8)), seed=7), batch)
-    i, sample = next(again.generate(1, seed=7, start=3))
+    i, sample = 3, again.sample([3], seed=7)[0]
     prov = sample.provenance
     assert i == 3 and prov.index == 3 and prov.seed == 7 and prov.generator == name
     assert prov.checkpoint_sha256 == file_sha256(mdir / "weights.safetensors")
@@ -183,7 +184,7 @@ def test_pretrained_text_to_image_pipeline_from_a_folder(tiny_pipelines, tmp_pat
     imgs = gen.sample_array([0, 1, 2], seed=5)
     assert imgs.shape == (3, 16, 16, 3) and imgs.dtype == np.uint8
     np.testing.assert_array_equal(gen.sample_array([1], seed=5)[0], imgs[1])
-    (_, s0), (_, s1) = list(gen.generate(2, seed=5))
+    s0, s1 = gen.sample([0, 1], seed=5)
     assert s0.provenance.params["prompt"] == "a red cat"
     assert s1.provenance.params["prompt"] == "a blue house"
     assert s0.provenance.checkpoint_sha256 == tree_sha256(sd)
@@ -353,8 +354,9 @@ def test_resumed_generation_makes_the_same_bytes(name, trained):
     """A build interrupted after any item regenerates the rest bit for bit."""
     gen, _ = trained[name]
     n = gen.sample_batch_size() + 5
-    full = {i: s.content for i, s in gen.generate_indices(range(n), 3, total=n)}
+    full = dict(enumerate(s.content for s in gen.sample(range(n), 3, total=n)))
     for cut in (1, n - 3):
-        rest = dict((i, s.content) for i, s in gen.generate_indices(range(cut, n), 3, total=n))
+        rest = {i: s.content for i, s in zip(range(cut, n), gen.sample(range(cut, n), 3,
+                                                                         total=n), strict=True)}
         assert sorted(rest) == list(range(cut, n))
         assert all(np.array_equal(rest[i], full[i]) for i in rest), (name, cut)

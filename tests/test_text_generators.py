@@ -23,14 +23,13 @@ from detect.core.registry import generators
 from detect.evidence.watermark.text import verify_text
 from detect.evidence.watermark.text_keys import TextWatermarkKey
 from detect.io.corpus import Corpus, CorpusWriter
+from generators import checkpoint
 from generators.recipe import build, load_recipe
 from generators.text import sources
-from generators.text.lm import (
-    CausalLM,
-    PretrainedCausalLM,
-    load_text_generator,
-    sampling_config,
-)
+from generators.text.base import load_text_generator
+from generators.text.lm import CausalLM
+from generators.text.pretrained import PretrainedCausalLM
+from generators.text.sampling import sampling_config
 from generators.text.sources import documents, split_documents
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,18 +149,18 @@ def test_interrupted_fit_resumes_bit_identically(pydoc_docs, tmp_path, monkeypat
     params = {"steps": 30, "checkpoint_every": 10}
     full = generators.create("gpt2-test", **params).fit(train, workdir=tmp_path / "full",
                                                         progress=False)
-    real_checkpoint = CausalLM._checkpoint
+    real_checkpoint = checkpoint.save
 
-    def killed_after_first(self, path, step, *args):
-        real_checkpoint(self, path, step, *args)
+    def killed_after_first(path, step, **kwargs):
+        real_checkpoint(path, step, **kwargs)
         if step == 10:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(CausalLM, "_checkpoint", killed_after_first)
+    monkeypatch.setattr(checkpoint, "save", killed_after_first)
     with pytest.raises(KeyboardInterrupt):
         generators.create("gpt2-test", **params).fit(train, workdir=tmp_path / "p",
                                                      progress=False)
-    monkeypatch.setattr(CausalLM, "_checkpoint", real_checkpoint)
+    monkeypatch.setattr(checkpoint, "save", real_checkpoint)
     resumed = generators.create("gpt2-test", **params).fit(train, workdir=tmp_path / "p",
                                                            progress=False)
     a, b = full.model_.state_dict(), resumed.model_.state_dict()
@@ -179,30 +178,32 @@ def test_generation_depends_only_on_seed_and_index(tiny_lm, pydoc_docs):
     _, held = pydoc_docs
     prompts = [lm.encode(d.text)[:8] for d in held[:6]]
     samp = {"name": "top-p-0.9", "top_p": 0.9}
-    alone = lm.generate(prompts, sampling=samp, seed=3, max_new_tokens=20)
-    batched = lm.generate(prompts, sampling=samp, seed=3, max_new_tokens=20, batch_size=4)
-    backwards = lm.generate(prompts[::-1], sampling=samp, seed=3, max_new_tokens=20,
-                            indices=range(5, -1, -1))
+    alone = lm.sample(range(6), 3, prompts=prompts, sampling=samp, max_new_tokens=20)
+    batched = lm.sample(range(6), 3, prompts=prompts, sampling=samp, max_new_tokens=20,
+                        batch_size=4)
+    backwards = lm.sample(range(5, -1, -1), 3, prompts=prompts[::-1], sampling=samp,
+                          max_new_tokens=20)
     assert [s.content for s in alone] == [s.content for s in backwards[::-1]]
     # a batch draws from the same per-index streams, but its float arithmetic may differ from
     # a single prompt's in the last bit and, rarely, flip a token from there on (how rarely
-    # depends on the CPU's kernels: CausalLM.generate's docstring); one in six may differ
+    # depends on the CPU's kernels: TextLM.sample's docstring); one in six may differ
     same = sum(a.content == b.content for a, b in zip(alone, batched, strict=True))
     assert same >= len(alone) - 1, [(a.content, b.content) for a, b in zip(alone, batched,
                                                                             strict=True)]
     assert all(b.content.startswith(lm.decode(p)) for b, p in zip(batched, prompts,
                                                                      strict=True))
-    other = lm.generate(prompts, sampling=samp, seed=4, max_new_tokens=20)
+    other = lm.sample(range(6), 4, prompts=prompts, sampling=samp, max_new_tokens=20)
     assert [s.content for s in other] != [s.content for s in alone]
     assert all(s.content.startswith(lm.decode(p)) for s, p in zip(alone, prompts, strict=True))
     assert all(len(lm.generate_ids(p, seed=3, max_new_tokens=20)) == 20 for p in prompts[:2])
     loaded = load_text_generator(mdir)
-    assert [s.content for s in loaded.generate(prompts[:2], sampling=samp, seed=3,
-                                               max_new_tokens=20)] == \
+    assert [s.content for s in loaded.sample(range(2), 3, prompts=prompts[:2], sampling=samp,
+                                             max_new_tokens=20)] == \
         [s.content for s in alone[:2]]
-    greedy = lm.generate(prompts[:2], sampling={"greedy": True}, seed=1, max_new_tokens=10)
-    assert [s.content for s in greedy] == [s.content for s in lm.generate(
-        prompts[:2], sampling={"greedy": True}, seed=2, max_new_tokens=10)]
+    greedy = lm.sample(range(2), 1, prompts=prompts[:2], sampling={"greedy": True},
+                       max_new_tokens=10)
+    assert [s.content for s in greedy] == [s.content for s in lm.sample(
+        range(2), 2, prompts=prompts[:2], sampling={"greedy": True}, max_new_tokens=10)]
 
 
 def test_sampling_configs_and_watermark_key_are_recorded(tiny_lm, pydoc_docs):
@@ -211,8 +212,8 @@ def test_sampling_configs_and_watermark_key_are_recorded(tiny_lm, pydoc_docs):
     prompts = [lm.encode(d.text)[:8] for d in held[:3]]
     key = TextWatermarkKey.new("kgw", lm.tokenizer_, seed=7,
                                vocab_size=lm.model_.config.vocab_size, name="test")
-    marked = lm.generate(prompts, sampling={"name": "t0.7", "temperature": 0.7}, seed=1,
-                         max_new_tokens=120, watermark=key)
+    marked = lm.sample(range(3), 1, prompts=prompts, sampling={"name": "t0.7", "temperature": 0.7},
+                       max_new_tokens=120, watermark=key)
     prov = marked[0].provenance
     assert prov.generator == "gpt2-test" and prov.checkpoint_sha256 == lm.checkpoint_sha256_
     assert prov.seed == 1 and prov.index == 0 and marked[2].provenance.index == 2
@@ -222,7 +223,8 @@ def test_sampling_configs_and_watermark_key_are_recorded(tiny_lm, pydoc_docs):
     assert prov.watermark_key == key.fingerprint
     assert str(key.hashing_key) not in json.dumps(prov.to_dict())  # never the secret
     assert all(verify_text(s.content, key, lm.tokenizer_).status == "detected" for s in marked)
-    plain = lm.generate(prompts, sampling={"temperature": 0.7}, seed=1, max_new_tokens=120)
+    plain = lm.sample(range(3), 1, prompts=prompts, sampling={"temperature": 0.7},
+                      max_new_tokens=120)
     assert plain[0].provenance.watermark_key is None
     assert not any(verify_text(s.content, key, lm.tokenizer_).status == "detected"
                    for s in plain)
@@ -234,7 +236,7 @@ def test_sampling_configs_and_watermark_key_are_recorded(tiny_lm, pydoc_docs):
         sampling_config({"greedy": True, "top_k": 5})
     other = TextWatermarkKey.new("kgw", None, seed=7, vocab_size=99)
     with pytest.raises(ConfigError, match="vocab_size"):
-        lm.generate(prompts[:1], watermark=other, max_new_tokens=4)
+        lm.sample([0], 0, prompts=prompts[:1], watermark=other, max_new_tokens=4)
 
 
 def test_pretrained_causal_lm_from_a_local_folder(tiny_lm, tmp_path):
@@ -253,16 +255,16 @@ def test_pretrained_causal_lm_from_a_local_folder(tiny_lm, tmp_path):
     tok.save_pretrained(folder)
     gen = generators.create("lm-pretrained", model=str(folder)).prepare()
     assert isinstance(gen, PretrainedCausalLM) and gen.family == "lm"
-    samples = gen.generate(["The import statement"], sampling={"top_k": 40}, seed=2,
-                           max_new_tokens=12)
+    samples = gen.sample([0], 2, prompts=["The import statement"], sampling={"top_k": 40},
+                         max_new_tokens=12)
     assert samples[0].content.startswith("The import statement")
     assert samples[0].provenance.checkpoint_sha256 == tree_sha256(folder)
     assert samples[0].provenance.generator == "lm-pretrained"
     ref = gen.save(tmp_path / "ref")
     assert not list(ref.glob("*.safetensors")), "a reference, not a copy"
     again = load_text_generator(ref)
-    assert again.generate(["The import statement"], sampling={"top_k": 40}, seed=2,
-                          max_new_tokens=12)[0].content == samples[0].content
+    assert again.sample([0], 2, prompts=["The import statement"], sampling={"top_k": 40},
+                        max_new_tokens=12)[0].content == samples[0].content
     with pytest.raises(ModelError, match="cannot load causal LM"):
         generators.create("lm-pretrained", model=str(tmp_path / "nope")).prepare()
 

@@ -229,8 +229,12 @@ generators.register("gpt2-base", _LM, "GPT-2 trained here on human text (6 layer
 generators.register("gpt2-test", _LM, "tiny GPT-2 for tests (2 layers x 32, BPE 512)",
                     n_layer=2, n_embd=32, n_head=2, vocab_size=512, n_positions=128, steps=150,
                     batch_size=8, block=64, lr=1e-2, checkpoint_every=50)
-generators.register("lm-pretrained", "generators.text.lm:PretrainedCausalLM",
+generators.register("lm-pretrained", "generators.text.pretrained:PretrainedCausalLM",
                     "any transformers causal LM by hub id or local path (model=...)")
+generators.register("sbi", "generators.faces.methods:SelfBlend",
+                    "self-blended face: a face blended with an altered copy of itself")
+generators.register("face-swap", "generators.faces.methods:FaceSwap",
+                    "classic face swap: another face aligned, colour-matched and cloned in")
 
 # --- attacks ---------------------------------------------------------------------------------
 _ATK = "detect.attacks"

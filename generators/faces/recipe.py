@@ -30,9 +30,10 @@ from detect.core.errors import ConfigError
 from detect.core.types import Provenance, Sample
 from detect.face.find import Face, FaceFinder, crop_face, grey_rgb
 from detect.io.corpus import SPLITS, Corpus, CorpusWriter
+from generators.image.base import sample_in_blocks
+from generators.splits import fake_split
+from generators.training import trained_generator
 
-from ..splits import fake_split
-from ..training import trained_generator
 from .sources import RealFace, real_faces
 
 FACE_DEFAULTS: dict[str, Any] = {
@@ -48,7 +49,8 @@ FACE_DEFAULTS: dict[str, Any] = {
     # never tell a forgery from a real face; "grey" / "colour" force it.
     "colour": "auto",
 }
-METHODS = ("sbi", "swap")
+#: a [[synthetic]] ``method`` -> its registered generator (generators/faces/methods.py)
+METHODS = {"sbi": "sbi", "swap": "face-swap"}
 
 
 def check(recipe: dict[str, Any], where: str) -> None:
@@ -81,6 +83,9 @@ def check(recipe: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: unknown method {s['method']!r} ({', '.join(METHODS)})")
         if "generator" in s:
             generators.entry(s["generator"])  # raises with close matches
+            if getattr(generators.get_class(s["generator"]), "needs_faces", False):
+                raise ConfigError(f"{where}: {s['generator']!r} forges given faces; name it as "
+                                  f"a method ({', '.join(METHODS)}), not a generator")
             if "count" not in s:
                 raise ConfigError(f"{where}: [[synthetic]] {s['generator']} needs a count")
         names.add(_entry_name(s))
@@ -138,14 +143,15 @@ def _crop_params(crop: Any) -> dict[str, Any]:
             "work_size": r["size"], "matrix": r["matrix"]}
 
 
-def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
+def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
                 seed: int | None = None, progress: bool = True) -> Corpus:
     """Write the face corpus of a checked recipe into ``out`` (resuming what is there)."""
     from tqdm.auto import tqdm
 
+    from detect.core.registry import generators
     from generators.sources import assign_splits
 
-    from .forgery import face_swap, self_blend
+    from .methods import FaceInput
 
     if seed is not None:
         recipe["seed"] = seed
@@ -205,6 +211,9 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
         if "method" not in syn:
             continue
         name = _entry_name(syn)
+        method = generators.create(METHODS[syn["method"]],
+                                   **({"blend": str(syn.get("blend", "auto"))}
+                                      if syn["method"] == "swap" else {}))
         per_face = int(syn.get("per_face", 1))
         todo = [(fi, v) for fi in range(len(faces)) for v in range(per_face)
                 if name not in held or split_of[fi] == "test"]
@@ -219,21 +228,19 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
             target = _work_crop(faces[fi], cfg, rng)
             params: dict[str, Any] = {"method": syn["method"], "target": faces[fi].name,
                                       "crop": _crop_params(target)}
-            if syn["method"] == "sbi":
-                img, info = self_blend(target.pixels, target.landmarks, rng)
-            else:
+            item = FaceInput(target.pixels, target.landmarks)
+            if syn["method"] == "swap":
                 others = [j for j in by_split[split_of[fi]] if faces[j].group != faces[fi].group]
                 if not others:
                     continue  # a split with one picture cannot swap within itself
                 j = int(rng.choice(others))
                 source = _work_crop(faces[j], cfg, rng)
-                img, info = face_swap(target.pixels, target.landmarks, source.pixels,
-                                      source.landmarks, rng,
-                                      method=str(syn.get("blend", "auto")))
+                item = FaceInput(target.pixels, target.landmarks, source.pixels,
+                                 source.landmarks)
                 params["source"] = faces[j].name
-            prov = Provenance(kind="synthetic", generator=f"face-{syn['method']}", seed=seed,
-                              index=v, params={**params, "forgery": info},
-                              parent=faces[fi].name)
+            img, info = method.forge(item, rng)
+            prov = method.provenance(v, seed, info, **params)
+            prov.parent = faces[fi].name
             writer.add(Sample(_final(img, size, grey), "image", 1, prov, group=faces[fi].group),
                        split_of[fi], key)
         bar.close()
@@ -255,7 +262,7 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
             if (gdir / "quality.json").exists() else None}
         n = int(syn["count"])
         todo = [i for i in range(n) if not writer.has(f"{name}:{i}")]
-        for i, sample in gen.generate_indices(todo, seed + 10_000 + si, total=n):
+        for i, sample in sample_in_blocks(gen, todo, seed + 10_000 + si, n):
             split = "test" if name in held else fake_split(i, fractions, seed + si)
             if grey:  # the colour rule of the real crops, recorded like any post-processing
                 sample.content = _final(sample.content, size, True)
@@ -268,3 +275,10 @@ def build_faces(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path
         extra["video"] = build_clips(recipe["video"], writer, faces, finder, cfg, seed,
                                      progress=progress)
     return writer.close(extra)
+
+
+def publish_evidence(corpus: Corpus, d: Path) -> Path:
+    """The evidence of a face corpus's whole-face generators: the image recipes' table."""
+    from generators.image.recipe import publish_evidence as image_evidence
+
+    return image_evidence(corpus, d)

@@ -60,7 +60,10 @@ def _forged_picture(picture: np.ndarray, face: Face, method: str, partner: Any,
     cut out, forged and put back; only the blend mask's pixels change)."""
     import cv2
 
-    from .forgery import face_swap, self_blend
+    from detect.core.registry import generators
+
+    from .methods import FaceInput
+    from .recipe import METHODS
 
     x0, y0, x1, y1 = face.box
     side = face.size * 1.6
@@ -70,15 +73,16 @@ def _forged_picture(picture: np.ndarray, face: Face, method: str, partner: Any,
     bx1, by1 = min(w, int(cx + side / 2)), min(h, int(cy + side / 2))
     region = np.ascontiguousarray(picture[by0:by1, bx0:bx1])
     lm = None if face.landmarks is None else face.landmarks - np.array([bx0, by0])
+    forger = generators.create(METHODS[method])
     if method == "sbi":
-        forged, info = self_blend(region, lm, rng)
+        forged, info = forger.forge(FaceInput(region, lm), rng)
     else:
         src_img, src_lm = partner
         rh, rw = region.shape[:2]
         scale = np.array([rw / src_img.shape[1], rh / src_img.shape[0]])
         src = cv2.resize(src_img, (rw, rh), interpolation=cv2.INTER_CUBIC)
-        forged, info = face_swap(region, lm, src, None if src_lm is None else src_lm * scale,
-                                 rng)
+        forged, info = forger.forge(FaceInput(region, lm, src, None if src_lm is None
+                                              else src_lm * scale), rng)
     out = picture.copy()
     out[by0:by1, bx0:bx1] = forged
     return out, {"method": method, "region": [bx0, by0, bx1 - bx0, by1 - by0], "forgery": info}

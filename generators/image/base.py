@@ -1,21 +1,21 @@
 """What every image generator shares, so each family module holds only its own model.
 
-- ``sample_array(indices, seed)``: sample i depends only on (seed, i), never on the batch it
-  is drawn in, so a resumed corpus build reproduces exactly the samples it skipped.
-- ``generate`` / ``generate_indices`` stamp each Sample with provenance (generator name,
-  checkpoint sha256, seed, index, family).
+- ``sample(indices, seed, total=None)`` (the :class:`generators.base.Generator` contract): one
+  Sample per index, stamped with provenance (generator name, checkpoint sha256, seed, index,
+  family). Sample i depends only on (seed, i): it is always computed in the same aligned block
+  of ``sample_batch_size()`` indices, so a resumed corpus build reproduces exactly the samples
+  it skipped. ``sample_array(indices, seed)`` is the raw (N, H, W, 3) uint8 batch underneath.
 - Trainable generators (``TorchImageGenerator``) share one resumable training loop: every
-  module and optimizer state is checkpointed as safetensors, batches and noise come from
-  per-step seeds, so an interrupted run continued later ends bit-identical to an unbroken one.
+  module and optimizer state is checkpointed as safetensors (:mod:`generators.checkpoint`),
+  batches and noise come from per-step seeds, so an interrupted run continued later ends
+  bit-identical to an unbroken one. They run on ``device`` ("cpu" by default).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +24,21 @@ import numpy as np
 from detect.core.errors import ConfigError, ModelError
 from detect.core.generator_io import GENERATOR_SCHEMA, load_generator, read_config  # noqa: F401 - re-exported
 from detect.core.hashing import file_sha256  # noqa: F401 - generators import it from here
-from detect.core.params import HasParams
-from detect.core.types import Provenance, Sample
+from detect.core.types import Sample
+from generators import checkpoint
+from generators.base import Generator, sample_seed, torch_device
 
 # hyperparameters that may differ between an interrupted run and its continuation
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for sample ``index``: independent streams for every (seed, index)."""
-    d = hashlib.sha256(f"unmask-sample:{seed}:{index}".encode()).digest()
-    return int.from_bytes(d[:8], "big") >> 1
-
-
-def noise_for(indices: list[int], seed: int, shape: tuple[int, ...]):  # noqa: ANN201
-    """Standard normal noise of ``shape`` per sample, each from its own seeded stream."""
+def noise_for(indices: list[int], seed: int, shape: tuple[int, ...], device: Any = "cpu"):  # noqa: ANN201
+    """Standard normal noise of ``shape`` per sample, each from its own seeded stream (drawn on
+    the CPU, so a sample's noise is the same on every device)."""
     import torch
 
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
-        sample_seed(seed, i))) for i in indices])
+        sample_seed(seed, i))) for i in indices]).to(device)
 
 
 def to_uint8(x) -> np.ndarray:  # noqa: ANN001
@@ -50,16 +46,18 @@ def to_uint8(x) -> np.ndarray:  # noqa: ANN001
     import torch
 
     x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-class ImageGenerator(HasParams):
-    """Base class: parameters, provenance, persistence."""
+class ImageGenerator(Generator):
+    """Base class: parameters, provenance, aligned-block sampling."""
 
     family = "image"
     modality = "image"
     name = "generator"
     trainable = True
+    #: True when sample_array computes each sample alone (no block needed for determinism)
+    per_sample = False
 
     # -- sampling ----------------------------------------------------------------------------
     def sample_array(self, indices: list[int], seed: int) -> np.ndarray:
@@ -68,47 +66,44 @@ class ImageGenerator(HasParams):
     def sample_batch_size(self) -> int:
         return 256
 
-    def provenance(self, index: int, seed: int) -> Provenance:
-        return Provenance(kind="synthetic", generator=self.name,
-                          checkpoint_sha256=getattr(self, "checkpoint_sha256_", None),
-                          seed=seed, index=index,
-                          params={"family": self.family, **self.sampling_params()})
-
     def sampling_params(self) -> dict[str, Any]:
         return {"size": getattr(self, "size", None)}
 
-    def generate(self, n: int, seed: int, start: int = 0) -> Iterator[tuple[int, Sample]]:
-        """Samples ``start .. start+n-1``; each is (index, Sample) and stamped with provenance."""
-        return self.generate_indices(range(start, start + n), seed, total=start + n)
+    def sample(self, indices: Sequence[int], seed: int, total: int | None = None
+               ) -> list[Sample]:
+        """One Sample per index (in the order given), each computed in its aligned block.
 
-    def generate_indices(self, indices: Iterable[int], seed: int,
-                         total: int | None = None) -> Iterator[tuple[int, Sample]]:
-        """Samples for ``indices``, always computed in the same aligned blocks.
-
-        Batch size can move a sample's pixels by a rounding step, so every index is sampled in
-        the block ``[k*B, min((k+1)*B, total))`` whatever was asked: a resumed build then makes
-        exactly the bytes an unbroken one made.
+        Batch size can move a sample's pixels by a rounding step, so index i is always sampled
+        in the block ``[k*B, (k+1)*B)`` (``B = sample_batch_size()``, ``k = i // B``), cut at
+        ``total`` when given: whatever else is asked, sample i comes out the same bytes. (A
+        corpus build passes its item count as ``total``, so its last block is not padded.)
         """
-        wanted = sorted(set(indices))
+        wanted = [int(i) for i in indices]
+        if any(i < 0 for i in wanted) or (total is not None and wanted and
+                                          max(wanted) >= total):
+            raise ConfigError(f"{self.name}: sample indices must be in [0, total)")
         batch = self.sample_batch_size()
-        end = total if total is not None else (max(wanted) + 1 if wanted else 0)
-        blocks: dict[int, list[int]] = {}
+        blocks: dict[int, set[int]] = {}
         for i in wanted:
-            blocks.setdefault(i // batch, []).append(i)
+            blocks.setdefault(i // batch, set()).add(i)
+        got: dict[int, np.ndarray] = {}
         for k, want in sorted(blocks.items()):
-            block = list(range(k * batch, min((k + 1) * batch, max(end, want[-1] + 1))))
-            arrs = self.sample_array(block, seed)
-            keep = set(want)
-            for i, arr in zip(block, arrs, strict=True):
-                if i in keep:
-                    yield i, Sample(np.ascontiguousarray(arr), "image", 1,
-                                    self.provenance(i, seed))
+            if self.per_sample:
+                block = sorted(want)
+            else:
+                stop = (k + 1) * batch if total is None else min((k + 1) * batch, total)
+                block = list(range(k * batch, stop))
+            for i, arr in zip(block, self.sample_array(block, seed), strict=True):
+                if i in want:
+                    got[i] = np.ascontiguousarray(arr)
+        out, seen = [], set()
+        for i in wanted:  # an index asked twice gets its own copy of the pixels
+            out.append(Sample(got[i].copy() if i in seen else got[i], "image", 1,
+                              self.provenance(i, seed)))
+            seen.add(i)
+        return out
 
     # -- persistence -------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        return {"schema": GENERATOR_SCHEMA, "name": self.name, "family": self.family,
-                "params": self.get_params()}
-
     def save(self, directory: str | Path) -> Path:
         raise NotImplementedError
 
@@ -146,6 +141,14 @@ class TorchImageGenerator(ImageGenerator):
         raise NotImplementedError
 
     # -- training ----------------------------------------------------------------------------
+    def _built(self) -> dict[str, Any]:
+        """``_build()`` under ``torch.manual_seed(seed)``, moved to ``device``."""
+        import torch
+
+        dev = torch_device(getattr(self, "device", "cpu"), self.name)
+        torch.manual_seed(self.seed)
+        return {k: m.to(dev) for k, m in self._build().items()}
+
     def fit(self, images: np.ndarray, workdir: str | Path | None = None,
             progress: bool = True) -> TorchImageGenerator:
         """Train on (N, size, size, 3) uint8 images; resumes from ``workdir/train-state``."""
@@ -155,13 +158,14 @@ class TorchImageGenerator(ImageGenerator):
         if images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
             raise ConfigError(f"{self.name}: training images must be (N,{self.size},{self.size},3),"
                               f" got {images.shape}")
-        torch.manual_seed(self.seed)
-        mods = self._build()
+        mods = self._built()
         opts = self._optimizers(mods)
         start = 0
-        state_path = Path(workdir) / "train-state.safetensors" if workdir else None
+        state_path = Path(workdir) / checkpoint.FILE if workdir else None
         if state_path and state_path.exists():
-            start = self._resume(state_path, mods, opts)
+            start, _ = checkpoint.load(state_path, modules=mods, optimizers=opts,
+                                       params=self.get_params(), resumable=RESUMABLE_CHANGES)
+        dev = torch_device(self.device, self.name)
         data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         n = len(data)
         bar = tqdm(total=self.steps, initial=start, desc=f"train {self.name}", file=sys.stderr,
@@ -173,14 +177,15 @@ class TorchImageGenerator(ImageGenerator):
             idx = torch.randint(0, n, (self.batch_size,), generator=gen)
             real = data[idx]
             flip = torch.rand(self.batch_size, generator=gen) < 0.5
-            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+            real = torch.where(flip[:, None, None, None], real.flip(3), real).to(dev)
             losses = self._train_step(mods, opts, real, gen)
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             done = step + 1
             if state_path and (done % self.checkpoint_every == 0 or done == self.steps):
-                self._checkpoint(state_path, done, mods, opts)
+                checkpoint.save(state_path, done, modules=mods, optimizers=opts,
+                                params=self.get_params())
         bar.close()
         for m in mods.values():
             m.eval()
@@ -189,61 +194,12 @@ class TorchImageGenerator(ImageGenerator):
 
     def untrained(self) -> TorchImageGenerator:
         """The same architecture at initialisation: the 'learned nothing' anchor for quality."""
-        import torch
-
         other = type(self)(**{**self.get_params(), "steps": 0})
         other.name = self.name
-        torch.manual_seed(self.seed)
-        other.modules_ = other._build()
+        other.modules_ = other._built()
         for m in other.modules_.values():
             m.eval()
         return other
-
-    def _checkpoint(self, path: Path, step: int, mods: dict[str, Any],
-                    opts: dict[str, Any]) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        t: dict[str, Any] = {}
-        for name, m in mods.items():
-            t.update({f"mod.{name}.{k}": v for k, v in m.state_dict().items()})
-        for name, opt in opts.items():
-            for pid, st in opt.state_dict()["state"].items():
-                for k, v in st.items():
-                    t[f"opt.{name}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        t["step"] = torch.tensor([step])
-        t = {k: v.detach().contiguous().clone() for k, v in t.items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        save_file(t, str(tmp), metadata={"params": json.dumps(self.get_params())})
-        os.replace(tmp, path)
-
-    def _resume(self, path: Path, mods: dict[str, Any], opts: dict[str, Any]) -> int:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), "pt") as f:
-            params = json.loads((f.metadata() or {}).get("params", "{}"))
-        mine = self.get_params()
-        fixed = [k for k in mine if k not in RESUMABLE_CHANGES]
-        if {k: params.get(k) for k in fixed} != {k: mine[k] for k in fixed}:
-            raise ConfigError(f"{path}: checkpoint was made with other parameters {params}; "
-                              "delete it or use the same recipe")
-        t = load_file(str(path))
-        for name, m in mods.items():
-            pre = f"mod.{name}."
-            m.load_state_dict({k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
-        for name, opt in opts.items():
-            pre = f"opt.{name}."
-            sd = opt.state_dict()
-            state: dict[int, dict[str, Any]] = {}
-            for k, v in t.items():
-                if k.startswith(pre):
-                    pid, key = k[len(pre):].split(".", 1)
-                    state.setdefault(int(pid), {})[key] = v
-            sd["state"] = state
-            opt.load_state_dict(sd)
-        return int(t["step"][0])
 
     # -- sampling ----------------------------------------------------------------------------
     def sample_array(self, indices: list[int], seed: int) -> np.ndarray:
@@ -274,7 +230,6 @@ class TorchImageGenerator(ImageGenerator):
 
     @classmethod
     def load(cls, directory: str | Path) -> TorchImageGenerator:
-        import torch
         from safetensors.torch import load_file
 
         d = Path(directory)
@@ -285,8 +240,7 @@ class TorchImageGenerator(ImageGenerator):
             raise ModelError(f"{d}: unreadable generator weights ({e})") from None
         obj = cls(**cfg["params"])
         obj.name = cfg.get("name", cls.name)
-        torch.manual_seed(obj.seed)
-        mods = obj._build()
+        mods = obj._built()
         for name in obj.inference_modules:
             pre = "" if len(obj.inference_modules) == 1 else f"{name}."
             try:
@@ -299,3 +253,15 @@ class TorchImageGenerator(ImageGenerator):
         obj.modules_ = mods
         obj.checkpoint_sha256_ = file_sha256(d / "weights.safetensors")
         return obj
+
+
+def sample_in_blocks(gen: ImageGenerator, indices: Sequence[int], seed: int,
+                     total: int) -> Iterator[tuple[int, Sample]]:
+    """``gen.sample`` one aligned block at a time, as (index, Sample) in index order: what a
+    corpus build writes as it goes (same samples as one call, a block in memory at a time)."""
+    batch = gen.sample_batch_size()
+    blocks: dict[int, list[int]] = {}
+    for i in sorted(set(indices)):
+        blocks.setdefault(i // batch, []).append(i)
+    for _, want in sorted(blocks.items()):
+        yield from zip(want, gen.sample(want, seed, total=total), strict=True)

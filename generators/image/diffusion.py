@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from detect.core.errors import ConfigError
+from generators.base import check_device
 
 from .base import TorchImageGenerator, noise_for
 
@@ -25,8 +26,9 @@ class Diffusion(TorchImageGenerator):
                  train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
                  sampler: str = "ddim", sample_steps: int = 25, steps: int = 3000,
                  batch_size: int = 32, lr: float = 2e-4, checkpoint_every: int = 250,
-                 seed: int = 0):
+                 seed: int = 0, device: str = "cpu"):
         self.size, self.channels = size, list(channels or [32, 64, 64])
+        self.device = check_device(device, self.name)
         self.layers_per_block, self.attention = layers_per_block, attention
         self.train_timesteps, self.beta_schedule = train_timesteps, beta_schedule
         if sampler not in SAMPLERS:
@@ -77,8 +79,8 @@ class Diffusion(TorchImageGenerator):
         sched = getattr(self, "_train_sched", None) or self._scheduler()
         self._train_sched = sched
         b = real.shape[0]
-        noise = torch.randn(real.shape, generator=gen)
-        t = torch.randint(0, self.train_timesteps, (b,), generator=gen)
+        noise = torch.randn(real.shape, generator=gen).to(real.device)
+        t = torch.randint(0, self.train_timesteps, (b,), generator=gen).to(real.device)
         noisy = sched.add_noise(real, noise, t)
         loss = F.mse_loss(mods["unet"](noisy, t).sample, noise)
         opts["unet"].zero_grad(set_to_none=True)
@@ -99,7 +101,8 @@ class Diffusion(TorchImageGenerator):
                 base.config, algorithm_type="dpmsolver++", thresholding=True,
                 sample_max_value=1.0)
         sched.set_timesteps(self.sample_steps)
-        x = noise_for(indices, seed, (3, self.size, self.size)) * sched.init_noise_sigma
+        x = noise_for(indices, seed, (3, self.size, self.size), self.device) * \
+            sched.init_noise_sigma
         unet = mods["unet"]
         for t in sched.timesteps:
             eps = unet(sched.scale_model_input(x, t), t).sample

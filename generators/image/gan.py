@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from detect.core.errors import ConfigError
+from generators.base import check_device
 
 from .base import TorchImageGenerator
 
@@ -69,8 +70,10 @@ class GAN(TorchImageGenerator):
 
     def __init__(self, *, size: int = 32, nz: int = 64, width: int = 64,
                  upsample: str = "transposed", steps: int = 3000, batch_size: int = 64,
-                 lr: float = 2e-4, checkpoint_every: int = 250, seed: int = 0):
+                 lr: float = 2e-4, checkpoint_every: int = 250, seed: int = 0,
+                 device: str = "cpu"):
         self.size, self.nz, self.width, self.upsample = size, nz, width, upsample
+        self.device = check_device(device, self.name)
         self.steps, self.batch_size, self.lr = steps, batch_size, lr
         self.checkpoint_every, self.seed = checkpoint_every, seed
 
@@ -94,16 +97,17 @@ class GAN(TorchImageGenerator):
 
         G, D = mods["G"], mods["D"]
         b = real.shape[0]
-        z = torch.randn(b, self.nz, 1, 1, generator=gen)
+        z = torch.randn(b, self.nz, 1, 1, generator=gen).to(real.device)
         fake = G(z)
-        ones = torch.full((b,), 0.9)  # one-sided label smoothing
-        zeros = torch.zeros(b)
+        ones = torch.full((b,), 0.9, device=real.device)  # one-sided label smoothing
+        zeros = torch.zeros(b, device=real.device)
         loss_d = F.binary_cross_entropy_with_logits(D(real).view(-1), ones) + \
             F.binary_cross_entropy_with_logits(D(fake.detach()).view(-1), zeros)
         opts["D"].zero_grad(set_to_none=True)
         loss_d.backward()
         opts["D"].step()
-        loss_g = F.binary_cross_entropy_with_logits(D(fake).view(-1), torch.ones(b))
+        loss_g = F.binary_cross_entropy_with_logits(D(fake).view(-1),
+                                                    torch.ones(b, device=real.device))
         opts["G"].zero_grad(set_to_none=True)
         loss_g.backward()
         opts["G"].step()
@@ -115,4 +119,4 @@ class GAN(TorchImageGenerator):
         # z_i from its own stream seeded by (seed, i): batch composition never matters
         z = torch.stack([torch.randn(self.nz, 1, 1, generator=torch.Generator().manual_seed(
             (seed * 2_147_483_647 + i) % (2**63))) for i in indices])
-        return mods["G"](z)
+        return mods["G"](z.to(self.device))

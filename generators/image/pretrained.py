@@ -20,6 +20,7 @@ import numpy as np
 
 from detect.core.errors import ConfigError, ModelError
 from detect.core.types import Provenance
+from generators.base import check_device, torch_device
 
 from .base import GENERATOR_SCHEMA, ImageGenerator, file_sha256, read_config, sample_seed
 
@@ -48,17 +49,24 @@ def read_prompts(path: str | Path) -> list[str]:
 class PretrainedPipeline(ImageGenerator):
     name = "pretrained"
     trainable = False
+    per_sample = True  # one pipeline call per sample: no aligned block needed
 
     def __init__(self, *, model: str, prompts: str | None = None,
                  negative_prompt: str | None = None, size: int | None = None,
                  sample_steps: int = 25,
                  guidance_scale: float | None = None, batch_size: int = 4,
                  family: str = "diffusion", pipeline_kwargs: dict[str, Any] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, device: str = "cpu"):
         self.model, self.prompts, self.negative_prompt = model, prompts, negative_prompt
         self.size, self.sample_steps, self.guidance_scale = size, sample_steps, guidance_scale
         self.batch_size, self.family = batch_size, family
         self.pipeline_kwargs, self.seed = pipeline_kwargs, seed
+        self.device = check_device(device, self.name)
+
+    def fit(self, data: Any = None, workdir: str | Path | None = None,
+            progress: bool = True) -> PretrainedPipeline:
+        """Nothing to learn: loads the pipeline (:meth:`prepare`)."""
+        return self.prepare()
 
     # -- loading -----------------------------------------------------------------------------
     def prepare(self) -> PretrainedPipeline:
@@ -72,6 +80,8 @@ class PretrainedPipeline(ImageGenerator):
         except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad model
             raise ModelError(f"cannot load diffusers pipeline {self.model!r}: {e}") from None
         pipe.set_progress_bar_config(disable=True)
+        if self.device != "cpu":
+            pipe.to(torch_device(self.device, self.name))
         self.pipe_ = pipe
         self.call_params_ = set(inspect.signature(pipe.__call__).parameters)
         local = Path(self.model)

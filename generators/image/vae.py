@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from generators.base import check_device
+
 from .base import TorchImageGenerator, noise_for
 
 
@@ -24,8 +26,9 @@ class VAE(TorchImageGenerator):
     def __init__(self, *, size: int = 32, channels: list[int] | None = None,
                  latent_channels: int = 4, layers_per_block: int = 1, sigma: float = 0.2,
                  steps: int = 2000, batch_size: int = 32, lr: float = 1e-3,
-                 checkpoint_every: int = 250, seed: int = 0):
+                 checkpoint_every: int = 250, seed: int = 0, device: str = "cpu"):
         self.size, self.channels = size, list(channels or [32, 64, 64])
+        self.device = check_device(device, self.name)
         self.latent_channels, self.layers_per_block = latent_channels, layers_per_block
         self.sigma, self.steps, self.batch_size, self.lr = sigma, steps, batch_size, lr
         self.checkpoint_every, self.seed = checkpoint_every, seed
@@ -63,7 +66,7 @@ class VAE(TorchImageGenerator):
 
         vae = mods["vae"]
         post = vae.encode(real).latent_dist
-        eps = torch.randn(post.mean.shape, generator=gen)
+        eps = torch.randn(post.mean.shape, generator=gen).to(real.device)
         z = post.mean + post.std * eps
         recon = vae.decode(z).sample
         pixels = real[0].numel()
@@ -76,5 +79,6 @@ class VAE(TorchImageGenerator):
         return {"rec": (rec / pixels).mean().item(), "kl": (kl / pixels).mean().item()}
 
     def _sample(self, mods: dict[str, Any], indices: list[int], seed: int) -> Any:
-        z = noise_for(indices, seed, (self.latent_channels, self.latent_size, self.latent_size))
+        z = noise_for(indices, seed, (self.latent_channels, self.latent_size, self.latent_size),
+                      self.device)
         return mods["vae"].decode(z).sample

@@ -19,57 +19,30 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from detect.core.errors import ConfigError
 from detect.core.registry import generators
 from detect.core.types import Provenance, Sample
 from detect.io.corpus import SPLITS, Corpus, CorpusWriter
 
-from .sources import TEXT_SOURCES, Document, documents, split_documents
+from .plan import (
+    TEXT_DEFAULTS,
+    Item,
+    entry_name,
+    load_documents,
+    names,
+    plan_pairs,
+    real_name,
+    sampling_configs,
+    train_documents,
+)
+from .sources import TEXT_SOURCES, Document
 
-TEXT_DEFAULTS: dict[str, Any] = {
-    "lengths": [50, 100, 200, 400],  # length buckets, in tokens of the entry's tokenizer
-    "prompt_tokens": 24,  # human tokens that open every synthetic item
-    "doc_chars": 2400,  # target document size in characters
-    "min_doc_chars": 200,  # shorter documents are dropped
-    "batch_size": 8,  # generation block (fixed: part of what makes a build reproducible)
-    "perplexity_docs": 100,  # human test documents each LM's perplexity is measured on
-    "perplexity_tokens": 512,  # first tokens of each of them
-}
 WATERMARKS = ("kgw", "synthid")
 
-
-def _names(v: Any) -> list[str]:
-    if v is None:
-        return []
-    return [v] if isinstance(v, str) else [str(x) for x in v]
-
-
-def _entry_name(syn: dict[str, Any]) -> str:
-    return str(syn.get("name", syn["generator"]))
-
-
-def _real_name(real: dict[str, Any]) -> str:
-    return str(real.get("name", real["source"]))
-
-
-def _samplings(recipe: dict[str, Any], syn: dict[str, Any]) -> list[Any]:
-    from .lm import sampling_config
-
-    cfgs = syn.get("sampling", recipe.get("sampling", [{"name": "sample"}]))
-    if not isinstance(cfgs, list) or not cfgs:
-        raise ConfigError(f"synthetic {_entry_name(syn)!r}: sampling must be a non-empty list "
-                          "of tables ([[synthetic.sampling]] or top-level [[sampling]])")
-    out = [sampling_config(c) for c in cfgs]
-    names = [s.name for s in out]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"synthetic {_entry_name(syn)!r}: sampling names repeat: {names}")
-    return out
+__all__ = ["TEXT_DEFAULTS", "WATERMARKS", "build", "check", "plan_pairs", "publish_evidence"]
 
 
 def check(recipe: dict[str, Any], where: str) -> None:
@@ -104,10 +77,10 @@ def check(recipe: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: [[real]] source {src!r} is not a text source "
                               f"({', '.join(TEXT_SOURCES)} or folder:PATH)")
     for field, vals in (("[[real]] source", [str(r["source"]) for r in reals]),
-                        ("[[real]] name", [_real_name(r) for r in reals])):
+                        ("[[real]] name", [real_name(r) for r in reals])):
         if len(set(vals)) != len(vals):
             raise ConfigError(f"{where}: {field}s must be distinct, got {vals}")
-    real_names = {_real_name(r) for r in reals}
+    real_names = {real_name(r) for r in reals}
     entries = recipe["synthetic"]
     if not entries:
         raise ConfigError(f"{where}: a text recipe needs at least one [[synthetic]]")
@@ -122,43 +95,43 @@ def check(recipe: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: generator {s['generator']!r} makes "
                               f"{getattr(cls, 'modality', 'image')}, not text")
         if not isinstance(s["count"], int) or s["count"] < 0:
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r}: count must be an "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r}: count must be an "
                               "integer >= 0 (pairs per length bucket)")
-        missing = [n for n in _names(s.get("train_on")) if n not in real_names]
+        missing = [n for n in names(s.get("train_on")) if n not in real_names]
         if missing:
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r} trains on {missing}, not "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r} trains on {missing}, not "
                               f"[[real]] names ({', '.join(sorted(real_names))})")
         sl = s.get("train_slice")
         if sl is not None and not (isinstance(sl, list) and len(sl) == 2
                                    and all(isinstance(x, int) for x in sl)
                                    and 0 <= sl[0] < sl[1]):
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r}: train_slice must be "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r}: train_slice must be "
                               "[k, n] with 0 <= k < n")
         src = s.get("tokenizer_from")
-        earlier = [_entry_name(x) for x in entries[:entries.index(s)]]
+        earlier = [entry_name(x) for x in entries[:entries.index(s)]]
         if src is not None and src not in earlier:
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r}: tokenizer_from must name "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r}: tokenizer_from must name "
                               f"an earlier [[synthetic]] entry ({earlier or 'none'})")
         if src is not None and "tokenizer" in s.get("params", {}):
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r}: tokenizer_from and "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r}: tokenizer_from and "
                               "params.tokenizer exclude each other")
         wm = s.get("watermark")
         if wm is not None and wm not in WATERMARKS:
-            raise ConfigError(f"{where}: synthetic {_entry_name(s)!r}: watermark must be one of "
+            raise ConfigError(f"{where}: synthetic {entry_name(s)!r}: watermark must be one of "
                               f"{list(WATERMARKS)}, got {wm!r}")
         try:
-            sampling_names |= {c.name for c in _samplings(recipe, s)}
+            sampling_names |= {c.name for c in sampling_configs(recipe, s)}
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-    enames = [_entry_name(s) for s in entries]
+    enames = [entry_name(s) for s in entries]
     if len(set(enames)) != len(enames):
         raise ConfigError(f"{where}: [[synthetic]] names must be distinct (set name = ...), "
                           f"got {enames}")
-    bad = [n for n in _names(recipe.get("held_out_sampling")) if n not in sampling_names]
+    bad = [n for n in names(recipe.get("held_out_sampling")) if n not in sampling_names]
     if bad:
         raise ConfigError(f"{where}: held_out_sampling names {bad}, but the sampling configs "
                           f"are {sorted(sampling_names)}")
-    held = _names(recipe.get("held_out_generators"))
+    held = names(recipe.get("held_out_generators"))
     bad = [n for n in held if n not in enames]
     if bad:
         raise ConfigError(f"{where}: held_out_generators names {bad}, but the [[synthetic]] "
@@ -172,46 +145,11 @@ def check(recipe: dict[str, Any], where: str) -> None:
 # the build
 
 
-@dataclass
-class _Item:
-    entry: int
-    length: int
-    i: int  # item number within (entry, length)
-    index: int  # sample index within the entry (seed stream)
-    sampling: Any
-    split: str
-    doc: Document
-
-    def key(self, kind: str) -> str:
-        return f"text:{self.entry}:{self.length}:{self.i}:{kind}"
-
-
-def _rank(seed: int, what: str) -> str:
-    return hashlib.sha256(f"{seed}:{what}".encode()).hexdigest()
-
-
-def _in_slice(doc: Document, sl: list[int] | None, seed: int) -> bool:
-    if sl is None:
-        return True
-    h = int(_rank(seed, f"slice:{doc.source}\0{doc.origin}"), 16)
-    return h % sl[1] == sl[0]
-
-
-def _item_split(seed: int, entry: int, length: int, i: int, probs: dict[str, float]) -> str:
-    u = np.random.default_rng([seed, 7919, entry, length, i]).random()
-    acc = 0.0
-    for s, f in probs.items():
-        acc += f
-        if u < acc:
-            return s
-    return [s for s, f in probs.items() if f > 0][-1]
-
-
 def _resolved(recipe: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     """The [[synthetic]] entries with ``tokenizer_from`` turned into the ``tokenizer`` folder
     of that (earlier) entry, so two LMs share one vocabulary (what observer / performer pairs
     such as Binoculars need)."""
-    names = [_entry_name(s) for s in recipe["synthetic"]]
+    names = [entry_name(s) for s in recipe["synthetic"]]
     syns = []
     for syn in recipe["synthetic"]:
         src = syn.get("tokenizer_from")
@@ -235,7 +173,7 @@ def _generator(syn: dict[str, Any], si: int, seed: int, lengths: list[int] | Non
     gen = generators.create(syn["generator"], **params)
     n_pos = getattr(gen, "n_positions", None)
     if lengths and n_pos is not None and n_pos < max(lengths):
-        raise ConfigError(f"synthetic {_entry_name(syn)!r}: {syn['generator']} has n_positions "
+        raise ConfigError(f"synthetic {entry_name(syn)!r}: {syn['generator']} has n_positions "
                           f"{n_pos}, below the longest length bucket {max(lengths)}")
     return gen
 
@@ -244,13 +182,14 @@ def _tokenizer(syn: dict[str, Any], si: int, gdir: Path, train: list[Document], 
                lengths: list[int]) -> Any:
     """The entry's tokenizer: its saved LM's, or the one its ``fit`` will train (kept in the
     generator folder, so planning costs one tokenizer training, not an LM's)."""
-    from .lm import META_FILE, load_tokenizer
+    from .base import META_FILE
+    from .tokenizer import load_tokenizer
 
     if (gdir / "model" / META_FILE).exists() and (gdir / "model" / "tokenizer.json").exists():
         return load_tokenizer(gdir / "model")
     gen = _generator(syn, si, seed, lengths)
     if getattr(gen, "trainable", True) and not train:
-        raise ConfigError(f"synthetic {_entry_name(syn)!r}: no train-split document to learn "
+        raise ConfigError(f"synthetic {entry_name(syn)!r}: no train-split document to learn "
                           "from (check train_on / train_slice)")
     return gen.prepare_tokenizer(train, gdir)
 
@@ -260,7 +199,7 @@ def _trained_lm(syn: dict[str, Any], si: int, gdir: Path, train: list[Document],
     """Load the LM finished in ``gdir/model``, or train it there (resuming a checkpoint), measure
     its held-out perplexity, save it, and load it back (so a fresh and a resumed build continue
     from the same state)."""
-    from .lm import META_FILE, load_text_generator
+    from .base import META_FILE, load_text_generator
 
     mdir = gdir / "model"
     if (mdir / META_FILE).exists():
@@ -268,7 +207,7 @@ def _trained_lm(syn: dict[str, Any], si: int, gdir: Path, train: list[Document],
     gname = syn["generator"]
     gen = _generator(syn, si, seed, cfg["lengths"])
     if getattr(gen, "trainable", True):
-        print(f"unmask: training {_entry_name(syn)} ({gname}) on {len(train)} documents",
+        print(f"unmask: training {entry_name(syn)} ({gname}) on {len(train)} documents",
               file=sys.stderr)
         gen.fit(train, workdir=gdir, progress=progress)
     else:
@@ -286,19 +225,19 @@ def _watermark_key(syn: dict[str, Any], si: int, gen: Any, out: Path, name: str,
     """The entry's key, written into ``out/keys/`` (a secret derived from the recipe seed:
     whoever holds the recipe can rebuild it; the corpus is a benchmark, not a deployment)."""
     from detect.evidence.watermark.text_keys import TextWatermarkKey
-    from generators.image.base import sample_seed
+    from generators.base import sample_seed
 
     scheme = syn.get("watermark")
     if scheme is None:
         return None
-    path = out / "keys" / f"{si}-{_entry_name(syn)}.json"
+    path = out / "keys" / f"{si}-{entry_name(syn)}.json"
     if path.exists():
         return TextWatermarkKey.load(path)
     key = TextWatermarkKey.new(scheme, gen.tokenizer_, seed=sample_seed(seed, 90_000 + si),
                                vocab_size=gen.model_.config.vocab_size,
-                               name=f"{name}:{_entry_name(syn)}",
+                               name=f"{name}:{entry_name(syn)}",
                                **syn.get("watermark_params", {}))
-    key = key.replace(tokenizer=str((out / "generators" / f"{si}-{_entry_name(syn)}" /
+    key = key.replace(tokenizer=str((out / "generators" / f"{si}-{entry_name(syn)}" /
                                      "model").resolve()))
     key.save(path)
     return key
@@ -316,89 +255,7 @@ def _write_samples(gen: Any, path: Path, prompts: list[list[int]], samplings: li
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def plan_pairs(recipe: dict[str, Any], by_split: dict[str, list[Document]],
-               n_tokens: dict[int, dict[str, list[int]]], where: str = "recipe") -> list[_Item]:
-    """Which document each pair takes, and its split: a pure function of the recipe, the seed
-    and the documents' token counts (``n_tokens[entry][doc id]``), so a resumed build plans the
-    same pairs. Long buckets pick first (long documents are scarcer); each document is used
-    once; held-out items take test documents, the others a split drawn so that the item splits
-    match ``[splits]`` overall."""
-    seed = int(recipe["seed"])
-    lengths = sorted(int(n) for n in {**TEXT_DEFAULTS, **recipe["text"]}["lengths"])
-    fractions = {s: float(recipe["splits"].get(s, 0.0)) for s in SPLITS}
-    held_sampling = set(_names(recipe.get("held_out_sampling")))
-    held_gens = set(_names(recipe.get("held_out_generators")))
-    entries = [(si, syn, _entry_name(syn), _samplings(recipe, syn))
-               for si, syn in enumerate(recipe["synthetic"])]
-    plan_total = plan_held = 0
-    for _, syn, ename, samplings in entries:
-        for i in range(int(syn["count"])):
-            plan_total += len(lengths)
-            if ename in held_gens or samplings[i % len(samplings)].name in held_sampling:
-                plan_held += len(lengths)
-    h = plan_held / plan_total if plan_total else 0.0
-    p_test = max(0.0, (fractions["test"] - h) / (1 - h)) if h < 1 else 0.0
-    # but never so few that the test split has no seen-config item: the held-out columns are
-    # only meaningful next to the seen ones (at least half the recipe's test fraction)
-    p_test = max(p_test, fractions["test"] / 2)
-    rest = fractions["train"] + fractions["calib"]
-    probs = {"train": (1 - p_test) * fractions["train"] / rest if rest else 0.0,
-             "calib": (1 - p_test) * fractions["calib"] / rest if rest else 0.0,
-             "test": p_test}
-    used: set[str] = set()
-    plan: list[_Item] = []
-    for length in sorted(lengths, reverse=True):
-        li = lengths.index(length)
-        for si, syn, ename, samplings in entries:
-            count = int(syn["count"])
-            for i in range(count):
-                s = samplings[i % len(samplings)]
-                held = ename in held_gens or s.name in held_sampling
-                split = "test" if held else _item_split(seed, si, length, i, probs)
-                doc = next((d for d in by_split[split] if d.id not in used
-                            and len(n_tokens[si][d.id]) >= length), None)
-                if doc is None:
-                    raise ConfigError(
-                        f"{where}: the {split} split has no unused document of >= {length} "
-                        f"tokens left for {ename} (item {i} of {count}); lower the counts or "
-                        "lengths, add [[real]] sources, or change [splits]")
-                used.add(doc.id)
-                plan.append(_Item(si, length, i, li * count + i, s, split, doc))
-    return plan
-
-
-def load_documents(recipe: dict[str, Any]) -> tuple[list[Document], dict[str, str],
-                                                     dict[str, str], dict[str, list[Document]]]:
-    """The recipe's human documents: (documents, id -> split, id -> [[real]] name, split ->
-    documents in the seeded order pairs pick them)."""
-    seed = int(recipe["seed"])
-    cfg = {**TEXT_DEFAULTS, **recipe["text"]}
-    fractions = {s: float(recipe["splits"].get(s, 0.0)) for s in SPLITS}
-    docs: list[Document] = []
-    split_of: dict[str, str] = {}
-    real_of: dict[str, str] = {}
-    for ri, real in enumerate(recipe["real"]):
-        ds = documents(str(real["source"]), target_chars=cfg["doc_chars"],
-                       min_chars=cfg["min_doc_chars"], limit=real.get("limit"))
-        split_of.update(split_documents(ds, fractions, seed + ri))
-        real_of.update({d.id: _real_name(real) for d in ds})
-        docs += ds
-    by_split = {s: sorted((d for d in docs if split_of[d.id] == s),
-                          key=lambda d: _rank(seed, f"doc:{d.id}")) for s in SPLITS}
-    return docs, split_of, real_of, by_split
-
-
-def train_documents(recipe: dict[str, Any], si: int, docs: list[Document],
-                    split_of: dict[str, str], real_of: dict[str, str]) -> list[Document]:
-    """The documents synthetic entry ``si`` learns from: train split, its ``train_on`` sources,
-    its ``train_slice`` of their origins."""
-    syn = recipe["synthetic"][si]
-    train_on = set(_names(syn.get("train_on"))) or {_real_name(r) for r in recipe["real"]}
-    return [d for d in docs if split_of[d.id] == "train" and real_of[d.id] in train_on
-            and _in_slice(d, syn.get("train_slice"), int(recipe["seed"]))]
-
-
-def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
+def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
                seed: int | None = None, progress: bool = True) -> Corpus:
     """Write the text corpus of a checked recipe into ``out`` (resuming what is there)."""
     from tqdm.auto import tqdm
@@ -409,8 +266,8 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
     cfg = {**TEXT_DEFAULTS, **recipe["text"]}
     lengths = sorted(int(n) for n in cfg["lengths"])
     n_prompt = int(cfg["prompt_tokens"])
-    held_sampling = set(_names(recipe.get("held_out_sampling")))
-    held_gens = set(_names(recipe.get("held_out_generators")))
+    held_sampling = set(names(recipe.get("held_out_sampling")))
+    held_gens = set(names(recipe.get("held_out_generators")))
     out = Path(out)
     docs, split_of, real_of, by_split = load_documents(recipe)
     pairs = sum(int(syn["count"]) for syn in recipe["synthetic"]) * len(lengths)
@@ -428,7 +285,7 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
     syns = _resolved(recipe, out)
     n_tokens: dict[int, dict[str, list[int]]] = {}
     for si, syn in enumerate(syns):
-        gdir = out / "generators" / f"{si}-{_entry_name(syn)}"
+        gdir = out / "generators" / f"{si}-{entry_name(syn)}"
         tok = _tokenizer(syn, si, gdir, trains[si], seed, lengths)
         ids = tok([d.text for d in docs], add_special_tokens=False)["input_ids"]
         n_tokens[si] = {d.id: list(x) for d, x in zip(docs, ids, strict=True)}
@@ -441,10 +298,10 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
                              "held_out_generators": sorted(held_gens)}
     entries = []
     for si, syn in enumerate(syns):
-        ename = _entry_name(syn)
+        ename = entry_name(syn)
         gdir = out / "generators" / f"{si}-{ename}"
         gen = _trained_lm(syn, si, gdir, trains[si], ppl_texts, cfg, seed, progress)
-        samplings = _samplings(recipe, syn)
+        samplings = sampling_configs(recipe, syn)
         key = _watermark_key(syn, si, gen, out, recipe["name"], seed)
         if not (gdir / "samples.md").exists():
             prompts = [gen.encode(t)[:n_prompt] for t in ppl_texts[:2]]
@@ -455,7 +312,7 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
             "checkpoint_sha256": gen.checkpoint_sha256_, "params": gen.get_params(),
             "n_params": gen.n_params() if hasattr(gen, "n_params") else None,
             "held_out": ename in held_gens,
-            "train_on": sorted(_names(syn.get("train_on"))) or None,
+            "train_on": sorted(names(syn.get("train_on"))) or None,
             "train_slice": syn.get("train_slice"),
             "train_data": getattr(gen, "train_data_", None),
             "heldout_perplexity": ev.get("perplexity"),
@@ -470,7 +327,7 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
 
     # -- write pairs, generating in fixed aligned blocks -------------------------------------
     by_entry = {si: (syn, ename, gen, key) for si, syn, ename, gen, _, key in entries}
-    groups: dict[tuple[int, int, str], list[_Item]] = {}
+    groups: dict[tuple[int, int, str], list[Item]] = {}
     for it in sorted(plan, key=lambda it: (it.entry, it.length, it.i)):
         groups.setdefault((it.entry, it.length, it.sampling.name), []).append(it)
     bsz = int(cfg["batch_size"])
@@ -487,13 +344,13 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
                 bar.update(len(block))
                 continue
             prompts = [n_tokens[si][it.doc.id][:n_prompt] for it in block]
-            news = gen.generate_batch_ids(prompts, sampling=block[0].sampling, seed=sseed,
-                                          indices=[it.index for it in block],
-                                          max_new_tokens=length - n_prompt, watermark=key)
-            for it, prompt, new in zip(block, prompts, news, strict=True):
+            fakes = gen.sample([it.index for it in block], sseed, prompts=prompts,
+                               sampling=block[0].sampling, max_new_tokens=length - n_prompt,
+                               watermark=key, batch_size=bsz)
+            for it, fake in zip(block, fakes, strict=True):
                 if it.key("fake") in todo:
-                    _add_pair(writer, it, gen, ename, key, prompt, new,
-                              n_tokens[si][it.doc.id][:length], sseed)
+                    _add_pair(writer, it, fake, ename, gen.decode(n_tokens[si][it.doc.id][:length]),
+                              len(n_tokens[si][it.doc.id][:length]))
             bar.update(len(block))
     bar.close()
 
@@ -512,26 +369,25 @@ def build_text(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path,
     return writer.close(extra)
 
 
-def _add_pair(writer: CorpusWriter, it: _Item, gen: Any, ename: str, key: Any,
-              prompt: list[int], new: list[int], real_ids: list[int], sseed: int) -> None:
+def _add_pair(writer: CorpusWriter, it: Item, fake: Sample, ename: str, real: str,
+              real_tokens: int) -> None:
+    """The pair of ``it``: its human text ``real`` (``real_tokens`` tokens) and the LM's
+    continuation ``fake`` of its prompt (from ``sample``), both grouped by the document."""
     common = {"length_bucket": it.length, "document": it.doc.id}
-    real = gen.decode(real_ids)
     real_sha = hashlib.sha256(real.encode("utf-8")).hexdigest()
     if not writer.has(it.key("real")):
         writer.add(Sample(real, "text", 0, Provenance(
             kind="real", source=f"{it.doc.source}:{it.doc.origin}",
-            params={**common, "tokens": len(real_ids), "tokenizer_of": ename}),
+            params={**common, "tokens": real_tokens, "tokenizer_of": ename}),
             group=it.doc.id), it.split, it.key("real"))
     if not writer.has(it.key("fake")):
-        prov = gen.provenance(it.index, sseed, it.sampling, watermark=key,
-                              prompt_tokens=len(prompt), new_tokens=len(new))
-        prov.params.update(entry=ename, source=it.doc.source, **common)
-        prov.parent = real_sha
-        writer.add(Sample(gen.decode(prompt + new), "text", 1, prov, group=it.doc.id),
-                   it.split, it.key("fake"))
+        fake.provenance.params.update(entry=ename, source=it.doc.source, **common)
+        fake.provenance.parent = real_sha
+        fake.group = it.doc.id
+        writer.add(fake, it.split, it.key("fake"))
 
 
-def publish_text_evidence(corpus: Corpus, d: Path) -> Path:
+def publish_evidence(corpus: Corpus, d: Path) -> Path:
     """Each LM's sample continuations and held-out perplexity (against its untrained self),
     plus a summary table, in ``d``: the evidence that every LM learned."""
     import json
