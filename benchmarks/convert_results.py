@@ -31,8 +31,12 @@ VERSION_KEYS = ("python", "torch", "torchvision", "numpy", "scikit-learn", "timm
                 "transformers", "diffusers")
 
 # folder: (old JSON files, or one {key: file} mapping merged into one record; old Markdown
-# files; old picture -> results.png; the command documented when the old files record none)
+# files; old picture -> results.png; the command documented when the old files record none).
+# Paths are relative to the folder ("../x.json": a file of the old flat layout, moved in).
 FOLDERS: dict[str, dict[str, Any]] = {
+    "generation_throughput": {
+        "json": "../generation_throughput.json", "md": ["../generation_throughput.md"],
+        "png": None, "documented": None},
     "lofo": {"json": "lofo.json", "md": ["lofo.md"], "png": None, "documented": None},
     "format_bias": {"json": "format_bias.json", "md": ["format_bias.md"], "png": None,
                     "documented": None},
@@ -73,13 +77,14 @@ FOLDERS: dict[str, dict[str, Any]] = {
 
 def last_commit(path: Path) -> tuple[str | None, str | None]:
     out = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%H %cI", "--",
-                          str(path.relative_to(REPO))], capture_output=True, text=True,
+                          str(path.resolve().relative_to(REPO))], capture_output=True, text=True,
                          check=True).stdout.split()
     return (out[0], out[1]) if out else (None, None)
 
 
 def convert(name: str, spec: dict[str, Any]) -> bool:
     d = RESULTS / name
+    d.mkdir(parents=True, exist_ok=True)
     if (d / "results.json").is_file() and \
             "run" in json.loads((d / "results.json").read_text(encoding="utf-8")):
         return False
