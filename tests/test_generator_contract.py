@@ -62,6 +62,14 @@ def fitted(patches16, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def dcgan(patches16, tmp_path_factory):
+    """One cheap fitted and saved image generator for the tests that need only one."""
+    d = tmp_path_factory.mktemp("dcgan")
+    gen = generators.create("dcgan-test", **FAST).fit(patches16, workdir=d, progress=False)
+    return gen, gen.save(d / "model")
+
+
 def _faces(n: int) -> list[FaceInput]:
     """Smooth synthetic 48x48 'faces' with five landmarks, each with a source face to swap."""
     import cv2
@@ -77,7 +85,7 @@ def _faces(n: int) -> list[FaceInput]:
 
 
 # -- sampling: per (seed, index), whatever the batch split ----------------------------------------
-@pytest.mark.slow  # ~10 s: fits four image models (a few steps each) and samples full blocks
+@pytest.mark.slow  # ~10 s: fits four image models (a few steps each), samples full blocks
 @pytest.mark.parametrize("name", IMAGE_TEST)
 def test_image_sample_is_per_index_and_survives_save_load(name, fitted):
     gen, mdir = fitted[name]
@@ -103,10 +111,10 @@ def test_image_sample_is_per_index_and_survives_save_load(name, fitted):
     assert whole[4].label == 1 and whole[4].content.shape == (16, 16, 3)
 
 
-def test_image_sample_with_a_total_cuts_the_last_block(fitted):
+def test_image_sample_with_a_total_cuts_the_last_block(dcgan):
     """A corpus build passes its item count: the tail block stops there, and any split of the
     indices still gives the same bytes."""
-    gen, _ = fitted["dcgan-test"]
+    gen, _ = dcgan
     n = 7
     whole = gen.sample(range(n), seed=1, total=n)
     parts = gen.sample([6, 0], seed=1, total=n) + gen.sample(range(1, 6), seed=1, total=n)
@@ -116,7 +124,6 @@ def test_image_sample_with_a_total_cuts_the_last_block(fitted):
         gen.sample([7], seed=1, total=n)
 
 
-@pytest.mark.slow  # ~15 s: trains a tokenizer and a few LM steps, then generates
 @pytest.mark.parametrize("name", TEXT_TEST)
 def test_text_sample_is_per_index_and_survives_save_load(name, texts, tmp_path):
     gen = generators.create(name, steps=12, checkpoint_every=6)
@@ -133,9 +140,10 @@ def test_text_sample_is_per_index_and_survives_save_load(name, texts, tmp_path):
     gen.save(tmp_path / "model")
     again = load_generator(tmp_path / "model")
     assert type(again) is type(gen) and again.name == name
-    assert [s.content for s in again.sample(range(4), 5, prompts=prompts, **kw)] == \
-        [s.content for s in whole]
-    prov = whole[2].provenance
+    loaded = again.sample(range(4), 5, prompts=prompts, **kw)
+    assert [s.content for s in loaded] == [s.content for s in whole]
+    assert whole[2].provenance.checkpoint_sha256 is None  # known once saved
+    prov = loaded[2].provenance
     assert (prov.kind, prov.generator, prov.seed, prov.index) == ("synthetic", name, 5, 2)
     assert prov.params["family"] == "lm" and prov.params["sampling"]["name"] == "t0.9"
     assert prov.params["prompt_tokens"] == 6 and prov.params["new_tokens"] == 8
@@ -210,7 +218,6 @@ def test_image_fit_interrupted_and_resumed_equals_an_unbroken_one(patches16, tmp
         full.sample(range(4), 0), resumed.sample(range(4), 0), strict=True))
 
 
-@pytest.mark.slow  # ~10 s: two short LM fits
 def test_lm_fit_interrupted_and_resumed_equals_an_unbroken_one(texts, tmp_path, monkeypatch):
     params = {"steps": 20, "checkpoint_every": 10}
     full = generators.create("gpt2-test", **params).fit(texts, workdir=tmp_path / "full",
@@ -250,10 +257,10 @@ def test_every_torch_generator_takes_a_checked_device(name):
             generators.create(name, **need, device=bad)
 
 
-def test_a_saved_config_from_before_device_still_loads(fitted, tmp_path):
+def test_a_saved_config_from_before_device_still_loads(dcgan, tmp_path):
     import shutil
 
-    gen, mdir = fitted["dcgan-test"]
+    gen, mdir = dcgan
     old = tmp_path / "old"
     shutil.copytree(mdir, old)
     cfg = json.loads((old / "config.json").read_text())

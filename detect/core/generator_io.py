@@ -12,6 +12,8 @@ from detect.core.errors import ConfigError, ModelError
 from detect.core.registry import generators
 
 GENERATOR_SCHEMA = "unmask.generator/1"
+#: a text generator's description (its config.json is transformers' own)
+TEXT_META_FILE = "unmask.json"
 
 
 def read_schema_file(path: Path, what: str) -> dict[str, Any]:
@@ -44,6 +46,9 @@ def load_registered(directory: Path, cfg: dict[str, Any]) -> Any:
 
 
 def load_generator(directory: str | Path) -> Any:
-    """Load a saved generator by the registry name in its config.json (never an import path)."""
+    """Load a saved generator by the registry name in its description (never an import path):
+    ``unmask.json`` for a text generator, else ``config.json``."""
     d = Path(directory)
+    if (d / TEXT_META_FILE).is_file():
+        return load_registered(d, read_schema_file(d / TEXT_META_FILE, "saved text generator"))
     return load_registered(d, read_config(d))

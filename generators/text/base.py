@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from detect.core.errors import ConfigError, ModelError
-from detect.core.generator_io import GENERATOR_SCHEMA, load_registered, read_schema_file
+from detect.core.generator_io import (
+    GENERATOR_SCHEMA,
+    TEXT_META_FILE,
+    load_registered,
+    read_schema_file,
+)
 from detect.core.types import Provenance, Sample
 from generators.base import Generator, sample_seed, torch_device
 
 from .sampling import logits_processors, sampling_config, torch_threads
 
-META_FILE = "unmask.json"
+META_FILE = TEXT_META_FILE
 
 
 class TextLM(Generator):
