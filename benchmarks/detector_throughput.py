@@ -6,7 +6,7 @@ from JPEG; decode = ``detect.io.media.load`` alone (sniff, limits, sha256, Pillo
 
     python benchmarks/detector_throughput.py [--model DIR ...] [--repeats 5]
 
-Default: every shipped model (the default scan set and the named-only ones).
+Default: every shipped image model (the default scan set and the named-only ones).
 Writes benchmarks/results/detector_throughput/results.{json,md} (``--out``).
 """
 
@@ -49,8 +49,9 @@ def main() -> None:
     import torch
     from skimage import data
 
-    # every shipped model, the named-only ones included, unless models are given
-    dets = load_detectors([], a.model) if a.model else load_detectors(list(shipped_models()))
+    # every shipped image model, the named-only ones included, unless models are given
+    dets = load_detectors([], a.model) if a.model else \
+        [d for d in load_detectors(list(shipped_models())) if d.tags.modality == "image"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in SIZES:
@@ -81,7 +82,9 @@ def main() -> None:
               for r in rows]
     m = res["machine"]
     lines += ["", "Detectors score at most `max_tiles` (64) native-resolution 32×32 tiles spread "
-              "evenly over the image, so time is flat beyond 256²; decode grows with pixels.",
+              "evenly over the image, so the work per image is the same at every size (the "
+              "tiles scored column); decode grows with pixels. On a busy machine, times vary "
+              "from row to row by more than that work does.",
               f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m.get('torch')} "
               f"({m['torch_threads']} threads). Command: `{res['command']}`.", ""]
     write_results(a.out, res, "\n".join(lines))
