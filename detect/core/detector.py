@@ -189,5 +189,6 @@ def load_detector(directory: str | Path, device: str | None = None) -> Detector:
     det._restore_calibration(tensors, cfg["calibration"])
     det.trained_on_ = cfg.get("trained_on")
     det.model_dir_ = str(d)
+    det._load_device = device  # for the models a detector loads in turn (a fusion's members)
     det._set_state(tensors, cfg.get("state") or {})
     return det

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     from detect.io.corpus import Corpus
 
 
-def _load_member(ref: str, corpus: Corpus | None = None) -> Detector:
+def _load_member(ref: str, corpus: Corpus | None = None, device: str | None = None) -> Detector:
     from detect.core.models import load_model
 
-    return load_model(ref, corpus)
+    return load_model(ref, corpus, device=device)
 
 
 METHODS = ("logreg", "max-p")
@@ -185,8 +185,9 @@ class FusionDetector(Detector):
         bad = [r for r in refs if r.startswith("members/") and not re.fullmatch(r"members/\d+", r)]
         if bad:
             raise ModelError(f"{root}: bad member reference(s) {bad}")
-        self.members_ = [load_detector(root / ref) if ref.startswith("members/")
-                         else _load_member(ref) for ref in refs]
+        device = getattr(self, "_load_device", None)  # load_detector(..., device=) reaches them
+        self.members_ = [load_detector(root / ref, device=device) if ref.startswith("members/")
+                         else _load_member(ref, device=device) for ref in refs]
         wants = meta.get("member_sha256") or [None] * len(refs)
         for ref, m, want in zip(refs, self.members_, wants, strict=True):
             if want and weights_sha256(Path(m.model_dir_)) != want:
