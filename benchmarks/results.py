@@ -59,11 +59,13 @@ def git_state(root: Path = REPO) -> tuple[str | None, bool | None]:
 
 
 def command_argv(argv: list[str] | None = None) -> list[str]:
-    """``["python", "benchmarks/x.py", ...]``: the script path relative to the checkout."""
+    """``["python", "benchmarks/x.py", ...]`` (the script path relative to the checkout), or
+    the command as given when it is not a Python script (``["unmask", "quickstart", ...]``)."""
     argv = list(sys.argv if argv is None else argv)
-    if argv:
-        with contextlib.suppress(ValueError):
-            argv[0] = str(Path(argv[0]).resolve().relative_to(REPO))
+    if not argv or not argv[0].endswith(".py"):
+        return argv
+    with contextlib.suppress(ValueError):
+        argv[0] = str(Path(argv[0]).resolve().relative_to(REPO))
     return ["python", *argv]
 
 

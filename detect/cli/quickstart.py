@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,13 +142,13 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
         if checkout_root() is None:
             _log(f"results not published (not a checkout): they are in {out}")
         else:
-            _publish(out)
+            _publish(out, t_start)
     _log(f"quickstart finished in {time.time() - t_start:.0f} s (stages: {timing['total_s']:.0f} s"
          f"{', some re-used' if timing['reused'] else ''}); outputs in {out}")
     return 0
 
 
-def _publish(out: Path) -> None:
+def _publish(out: Path, started: float | None = None) -> None:
     """Copy the run's evidence (leaderboard, ROC, GAN grid and quality, timing) into the repo."""
     root = checkout_root()
     if root is None:
@@ -155,15 +156,21 @@ def _publish(out: Path) -> None:
     dest = root / "benchmarks" / "results" / "quickstart"
     dest.mkdir(parents=True, exist_ok=True)
     gdir = out / "corpus" / "generators" / "0-dcgan"
-    for src, name in ((out / "bench" / "leaderboard.md", "leaderboard.md"),
-                      (out / "bench" / "leaderboard.json", "leaderboard.json"),
-                      (out / "bench" / "roc.png", "roc.png"),
-                      (gdir / "samples.png", "dcgan-samples.png"),
-                      (gdir / "quality.json", "dcgan-quality.json"),
-                      (out / "timing.json", "timing.json"),
+    for src, name in ((gdir / "samples.png", "dcgan-samples.png"),
                       (out / "scan.jsonl", "sample-scan.jsonl")):
         if src.exists():
             shutil.copy(src, dest / name)
+    # results.{json,md,png} with the run block, like every benchmark (benchmarks/results.py)
+    from benchmarks.results import write_results
+
+    data = {key: json.loads(p.read_text()) for key, p in (
+        ("leaderboard", out / "bench" / "leaderboard.json"), ("timing", out / "timing.json"),
+        ("dcgan_quality", gdir / "quality.json")) if p.exists()}
+    board = out / "bench" / "leaderboard.md"
+    roc = out / "bench" / "roc.png"
+    write_results(dest, data, board.read_text() if board.exists() else "",
+                  figure=roc if roc.exists() else None, argv=["unmask", *sys.argv[1:]],
+                  started=started)
     _log(f"published results to {dest}")
 
 
