@@ -200,7 +200,7 @@ def test_small_images_and_bad_payloads(photos):
 @pytest.mark.slow
 def test_watermark_cli_embed_verify_catalog(tmp_path, photos):
     src = tmp_path / "photo.png"
-    # not the coffee photo (photos[1]): SDXL's float embedding loses it (see README)
+    # not the coffee photo (photos[1]): SDXL's float embedding loses it (benchmarks/README.md)
     Image.fromarray(_crop(photos[2], 300, 420)).save(src)
     r = unmask("watermark", "embed", src, tmp_path / "sdxl.png", "--catalog", "sdxl",
                check_code=0)
