@@ -17,17 +17,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from detect.core.errors import ConfigError
+from detect.core.device import parse_device, torch_device  # noqa: F401 - used by generators
 from detect.core.generator_io import GENERATOR_SCHEMA, load_generator  # noqa: F401 - re-exported
 from detect.core.params import HasParams
 from detect.core.types import Provenance, Sample
-
-_DEVICE = re.compile(r"(cpu|mps|meta|(cuda|xpu)(:\d+)?)")
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -37,24 +34,11 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def check_device(device: Any, who: str = "generator") -> str:
-    """``device`` as given when it names a torch device ("cpu", "cuda", "cuda:1", "mps", ...);
-    anything else is a ConfigError (checked without importing torch)."""
-    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
-        raise ConfigError(f"{who}: device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu[:N]', "
-                          f"got {device!r}")
+    """``device`` as given when torch parses it as a device ("cpu", "cuda:1", "mps", ...); a
+    ConfigError otherwise. Whether this machine has it is checked when the network is built
+    (:func:`torch_device`), so a config for a GPU machine can be written on a laptop."""
+    parse_device(device, who)
     return device
-
-
-def torch_device(device: str, who: str = "generator") -> Any:
-    """The torch.device of a checked ``device`` string, refused when this machine lacks it."""
-    import torch
-
-    dev = torch.device(check_device(device, who))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{who}: device {device!r} asked for, but torch sees no CUDA device")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{who}: device {device!r} asked for, but MPS is not available")
-    return dev
 
 
 class Generator(HasParams):

@@ -14,18 +14,26 @@ from typing import Any
 from detect.core.errors import ConfigError
 
 
-def torch_device(device: Any, where: str) -> Any:
-    """``device`` as a ``torch.device`` that exists here; a ConfigError naming ``where`` and
-    the device otherwise."""
+def parse_device(device: Any, where: str) -> Any:
+    """``device`` parsed by ``torch.device`` (a ConfigError naming ``where`` when it is not a
+    device string); whether this machine has it is :func:`torch_device`'s question."""
     import torch
 
     if not isinstance(device, str):
         raise ConfigError(f"{where}: device must be a string such as 'cpu' or 'cuda:0', got "
                           f"{device!r}")
     try:
-        dev = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, ValueError, TypeError) as e:
         raise ConfigError(f"{where}: device {device!r} is not a torch device ({e})") from None
+
+
+def torch_device(device: Any, where: str) -> Any:
+    """``device`` as a ``torch.device`` that exists here; a ConfigError naming ``where`` and
+    the device otherwise."""
+    import torch
+
+    dev = parse_device(device, where)
     if dev.type == "cpu":
         return dev
     if dev.type == "mps":
