@@ -50,3 +50,25 @@ def torch_device(device: Any, where: str) -> Any:
         raise ConfigError(f"{where}: device {device!r} does not exist ({count} {dev.type} "
                           "device(s) here)")
     return dev
+
+
+def module_tensors(module: Any, prefix: str = "model.") -> dict[str, Any]:
+    """A torch module's state as numpy arrays under ``prefix`` (what a detector saves)."""
+    return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_module(module: Any, tensors: dict[str, Any], device: Any, what: str,
+                prefix: str = "model.") -> Any:
+    """``module`` with the ``prefix`` tensors loaded (strictly: a ModelError saying ``what``
+    when they do not fit), in eval mode, on ``device``."""
+    import torch
+
+    from detect.core.errors import ModelError
+
+    sd = {k.removeprefix(prefix): torch.from_numpy(v) for k, v in tensors.items()
+          if k.startswith(prefix)}
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{what}: {e}") from None
+    return module.eval().to(device)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from detect.core.detector import Tags
-from detect.core.device import torch_device
+from detect.core.device import load_module, module_tensors, torch_device
 from detect.core.errors import ConfigError
 from detect.image.patch import PatchDetector
 from detect.image.residuals import npr_residual
@@ -124,21 +124,8 @@ class CNNDetector(PatchDetector):
         return np.concatenate(out)
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        sd = self.model_.state_dict()
-        return {f"model.{k}": v.detach().cpu().numpy() for k, v in sd.items()}, {}
+        return module_tensors(self.model_), {}
 
     def _set_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        import torch
-
-        model = self._build()
-        sd = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()
-              if k.startswith("model.")}
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            from detect.core.errors import ModelError
-
-            raise ModelError(f"{self.name}: weights do not match architecture {self.arch}: {e}") \
-                from None
-        model.eval()
-        self.model_ = model.to(self._device())
+        self.model_ = load_module(self._build(), tensors, self._device(),
+                                  f"{self.name}: weights do not match architecture {self.arch}")

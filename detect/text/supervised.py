@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from detect.core.device import torch_device
+from detect.core.device import load_module, module_tensors, torch_device
 from detect.core.errors import ConfigError, ModelError
 from detect.core.linear import LinearHead, head_attribute
 from detect.text.base import TextDetector
@@ -357,12 +357,10 @@ class TransformerClassifier(TextDetector):
         return d
 
     def _get_text_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        sd = self.model_.state_dict()
-        tensors = {f"model.{k}": v.detach().cpu().numpy() for k, v in sd.items()}
+        tensors = module_tensors(self.model_)
         return tensors, {"hf_config": self.model_.config.to_dict()}
 
     def _set_text_state(self, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         self.tokenizer_ = self._load_tokenizer()
@@ -372,12 +370,5 @@ class TransformerClassifier(TextDetector):
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{self.name}: saved transformer config is unusable "
                              f"({type(e).__name__}: {e})") from None
-        sd = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()
-              if k.startswith("model.")}
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise ModelError(f"{self.name}: weights do not match the saved config: {e}") \
-                from None
-        model.eval()
-        self.model_ = model.to(self._device())
+        self.model_ = load_module(model, tensors, self._device(),
+                                  f"{self.name}: weights do not match the saved config")
