@@ -1,7 +1,8 @@
 """Build a labelled corpus from a recipe (TOML): real items + fakes from generators.
 
-A recipe's ``modality`` (``image``, the default; ``text``; ``face``) names its kind, and each
-kind is one module with the same three functions, looked up in :data:`KINDS`:
+A recipe's ``kind`` (by default its ``modality``: ``image``, the default; ``text``; ``face``;
+or ``wild``, real photographs and their reconstructions at native resolution) names the module
+that builds it, each with the same three functions, looked up in :data:`KINDS`:
 
 - ``check(recipe, where)``: the kind's own fields (after the checks every recipe shares here);
 - ``build(recipe, recipe_path, out, *, seed, progress) -> Corpus``;
@@ -28,19 +29,25 @@ from .training import report_generator, trained_generator  # noqa: F401 - the CL
 
 RECIPE_SCHEMA = "unmask.recipe/1"
 #: recipe kind -> the module that checks, builds and publishes it (imported on first use)
-KINDS: dict[Modality, str] = {
+KINDS: dict[str, str] = {
     Modality.IMAGE: "generators.image.recipe",
     Modality.TEXT: "generators.text.recipe",
     Modality.FACE: "generators.faces.recipe",
+    "wild": "generators.image.wild",
 }
+
+
+def recipe_kind(recipe: dict[str, Any]) -> str:
+    """A recipe's kind: its ``kind`` field, else its ``modality`` (``image`` by default)."""
+    return str(recipe.get("kind") or recipe.get("modality") or "image")
 
 
 def kind(name: Any, where: str = "recipe") -> ModuleType:
     """The module of recipe kind ``name`` (see :data:`KINDS`); a ConfigError for another."""
     try:
-        return importlib.import_module(KINDS[Modality(name)])
-    except (ValueError, KeyError):
-        raise ConfigError(f"{where}: modality must be one of "
+        return importlib.import_module(KINDS[str(name)])
+    except KeyError:
+        raise ConfigError(f"{where}: kind (or modality) must be one of "
                           f"{', '.join(repr(str(k)) for k in KINDS)}, got {name!r}") from None
 
 
@@ -56,7 +63,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if recipe.get("schema") != RECIPE_SCHEMA:
         raise ConfigError(f"{p}: schema must be {RECIPE_SCHEMA!r}")
     modality = recipe.get("modality", "image")
-    module = kind(modality, str(p))
+    module = kind(recipe_kind(recipe), str(p))
     for k in ("name", "seed", modality, "splits", "real", "synthetic"):
         if k not in recipe:
             raise ConfigError(f"{p}: missing [{k}]")
@@ -74,8 +81,8 @@ def build(recipe_path: str | Path, out: str | Path, *, seed: int | None = None,
           progress: bool = True) -> Corpus:
     """Write the corpus of ``recipe_path`` into ``out`` (resuming what is there)."""
     recipe = load_recipe(recipe_path)
-    return kind(recipe.get("modality", "image")).build(recipe, recipe_path, out, seed=seed,
-                                                       progress=progress)
+    return kind(recipe_kind(recipe)).build(recipe, recipe_path, out, seed=seed,
+                                           progress=progress)
 
 
 def publish_evidence(corpus: Corpus, dest: str | Path) -> Path:
@@ -84,4 +91,5 @@ def publish_evidence(corpus: Corpus, dest: str | Path) -> Path:
     that made it."""
     d = Path(dest) / corpus.header["name"]
     d.mkdir(parents=True, exist_ok=True)
-    return kind(corpus.header.get("modality") or "image").publish_evidence(corpus, d)
+    recipe = corpus.header.get("recipe") or {"modality": corpus.header.get("modality")}
+    return kind(recipe_kind(recipe)).publish_evidence(corpus, d)

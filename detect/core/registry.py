@@ -172,6 +172,12 @@ detectors.register("face-test", _FACE, "tiny MesoNet face detector for tests",
                    timm_kwargs={"width": 4}, epochs=3, batch_size=32)
 detectors.register("cnn-test", _CNN, "tiny timm CNN for tests", arch="test_resnet", patch=16,
                    epochs=2, batch_size=32)
+_PROBE = "detect.image.foundation:FoundationProbe"
+detectors.register("effnet-probe", _PROBE, "linear probe on frozen multi-layer ImageNet "
+                   "EfficientNet-Lite0 features of native-resolution 192 px tiles",
+                   patch=192)
+detectors.register("effnet-probe-test", _PROBE, "tiny EfficientNet-Lite0 probe for tests",
+                   patch=64, max_tiles=2, crops_per_image=2, target_fpr=0.05)
 _ZS = "detect.text.zeroshot:ZeroShotDetector"
 for _stat, _doc in (("likelihood", "mean token log-probability under an LM"),
                     ("logrank", "minus the mean log rank of each token under an LM"),
@@ -231,6 +237,17 @@ generators.register("gpt2-test", _LM, "tiny GPT-2 for tests (2 layers x 32, BPE 
                     batch_size=8, block=64, lr=1e-2, checkpoint_every=50)
 generators.register("lm-pretrained", "generators.text.pretrained:PretrainedCausalLM",
                     "any transformers causal LM by hub id or local path (model=...)")
+_AE = "generators.image.autoencoder:Autoencoder"
+generators.register("ae-kl", _AE, "AutoencoderKL in Stable Diffusion's layout (factor 8, 4 latent "
+                    "channels, resize+conv decoder): reconstructions are aligned fakes",
+                    decoder="kl")
+for _up, _doc in (("transpose", "transposed-convolution"), ("nearest", "nearest resize + conv"),
+                  ("bilinear", "bilinear resize + conv"), ("pixelshuffle", "sub-pixel (pixel "
+                                                                           "shuffle)")):
+    generators.register(f"ae-{_up}", _AE, f"autoencoder with a {_doc} decoder (factor 8): "
+                        "reconstructions are aligned fakes", decoder=_up)
+generators.register("ae-test", _AE, "tiny transposed-conv autoencoder for tests",
+                    decoder="transpose", size=32, width=8, steps=200, lr=2e-3, batch_size=8)
 generators.register("sbi", "generators.faces.methods:SelfBlend",
                     "self-blended face: a face blended with an altered copy of itself")
 generators.register("face-swap", "generators.faces.methods:FaceSwap",

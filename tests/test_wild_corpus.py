@@ -1,0 +1,119 @@
+"""The wild recipe kind: real photos in native-resolution views, each paired with its
+reconstruction by an autoencoder, both through the same processing; a held-out decoder only in
+the test split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detect.core.errors import ConfigError
+from generators.recipe import build, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "datasets" / "recipes" / "wild-tiny-test.toml"
+
+
+@pytest.fixture(scope="module")
+def wild(tmp_path_factory):
+    return build(RECIPE, tmp_path_factory.mktemp("wild") / "c", progress=False)
+
+
+def test_each_view_has_its_reconstruction_in_the_same_split_and_processing(wild):
+    recs = wild.records
+    assert Counter(r.label for r in recs) == {0: 27, 1: 27}  # 9 photos x 3 views, one fake each
+    by_key = {r.key: r for r in recs}
+    for r in recs:
+        if r.label:
+            continue
+        twin = by_key[r.key.replace("real:", "synthetic:")]
+        assert twin.split == r.split and twin.group == r.group  # split by photograph
+        # the same view and the same JPEG step: format and content carry no label
+        assert twin.provenance["transforms"][1:] == r.provenance.get("transforms", [])
+        assert twin.provenance["transforms"][0]["view"] == r.provenance["params"]
+    groups = {s: {r.group for r in recs if r.split == s} for s in ("train", "calib", "test")}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["calib"])
+
+
+def test_a_held_out_decoder_is_only_tested_on(wild):
+    held = [r for r in wild.records if r.label and
+            r.provenance["params"]["decoder"] == "pixelshuffle"]
+    assert held and {r.split for r in held} == {"test"}
+    seen = {r.split for r in wild.records if r.label and
+            r.provenance["params"]["decoder"] == "transpose"}
+    assert {"train", "calib"} <= seen
+    assert wild.header["held_out"] == ["ae-test"]
+
+
+def test_fakes_are_reconstructions_of_their_twins(wild):
+    """A fake is its real twin's view through the decoder: the same size, and close to it in
+    pixels (a reconstruction, not an unrelated image), closer than to another view."""
+    items = {it.path: it for it in wild.iter_items()}
+    recs = {r.key: r for r in wild.records}
+    near, far = [], []
+    reals = [r for r in wild.records if r.label == 0]
+    for i, r in enumerate(reals):
+        a = items[str(wild.root / r.path)].content.astype(np.float64)
+        b = items[str(wild.root / recs[r.key.replace("real:", "synthetic:")].path)].content
+        assert b.shape == a.shape
+        near.append(np.abs(a - b).mean())
+        other = items[str(wild.root / reals[(i + 1) % len(reals)].path)].content
+        if other.shape == a.shape:
+            far.append(np.abs(a - other).mean())
+    assert np.median(near) < np.median(far)
+
+
+def test_autoencoders_learned_and_left_their_evidence(wild):
+    for key, g in wild.header["generators"].items():
+        q = g["quality"]
+        # trained for 30 steps on 16 px crops: better than its untrained twin by > 3 dB
+        assert q["learned"], q
+        assert (wild.root / "generators" / key / "samples.png").is_file()
+
+
+def test_same_recipe_and_seed_same_corpus(wild, tmp_path):
+    again = build(RECIPE, tmp_path / "again", progress=False)
+    assert again.content_hash == wild.content_hash
+    assert build(RECIPE, wild.root, progress=False).content_hash == wild.content_hash  # resume
+
+
+def test_wild_recipe_errors_name_the_problem(tmp_path):
+    text = RECIPE.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('generator = "ae-test"\ntrain_crops = 200\n\n[[synthetic]]',
+                                'generator = "dcgan-test"\n\n[[synthetic]]', 1))
+    with pytest.raises(ConfigError, match="does not reconstruct images"):
+        load_recipe(bad)
+    bad.write_text(text.replace("sizes = [48, 64]", "sizes = [50]"))
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        load_recipe(bad)
+    bad.write_text(text.replace('generator = "ae-test"\ntrain_crops = 200\n\n[[synthetic]]',
+                                'generator = "ae-test"\nholdout = true\n\n[[synthetic]]', 1))
+    with pytest.raises(ConfigError, match="every decoder is held out"):
+        load_recipe(bad)
+    json.dumps(load_recipe(RECIPE))  # the good one loads (and is JSON-able for the header)
+
+
+@pytest.mark.slow  # ~35 s: the encoder over every proxy view
+def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_path):
+    """effnet-probe-test fitted on the tiny wild corpus, then benchmarks/wild_proxy.py on the
+    corpus' held-out photos: one row per size, condition and decoder, rates with intervals."""
+    from benchmarks import wild_proxy
+    from detect.core.registry import detectors
+
+    det = detectors.create("effnet-probe-test").fit(wild)
+    assert det.head_.n_features == 2208  # 8 stages' means + 4 low-level stages' spreads
+    model = det.save(tmp_path / "probe")
+    out = tmp_path / "proxy"
+    assert wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",
+                            "--out", str(out), "--threads", "1"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = res["models"]["effnet-probe-test"]["rows"]
+    assert len(rows) == 2 * 3 * 2  # sizes x conditions x decoders
+    assert {r["held_out"] for r in rows} == {True, False}
+    assert all(0.0 <= r["auroc"] <= 1.0 and r["fpr_at_threshold"]["n"] > 0 for r in rows)
+    assert res["run"]["argv"] and (out / "results.png").is_file()
