@@ -62,8 +62,10 @@ def proxy_set(corpus: Any, views: int) -> tuple[list[dict[str, Any]], dict[str, 
     for key, g in header["generators"].items():
         gens[g["decoder"]] = load_generator(corpus.root / "generators" / key / "model")
         held[g["decoder"]] = bool(g["held_out"])
+    from tqdm.auto import tqdm
+
     out = []
-    for photo in test:
+    for photo in tqdm(test, desc="proxy views", unit="photo", file=sys.stderr):
         for size in SIZES:
             for v in range(views):
                 rng = _rng(int(header["seed"]), "proxy", photo.name, size, v)
@@ -156,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     fig_rows = None
     for mdir in a.model:
         det = load_detector(mdir)
+        from tqdm.auto import tqdm
+
         t0 = time.time()
-        scores = det.score([it["pixels"] for it in items])
+        chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+        scores = np.concatenate([det.score([it["pixels"] for it in c])
+                                 for c in tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
         secs = time.time() - t0
         thr = float(det.threshold_)
         rows = evaluate(items, scores, thr, held)
