@@ -15,7 +15,6 @@ trace), a bounded, evenly spread set per image; the image score is the mean tile
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from detect.core.detector import Tags
 from detect.core.device import torch_device
 from detect.core.errors import ConfigError, ModelError
+from detect.core.hashing import file_sha256
 from detect.core.linear import LinearHead
 from detect.core.types import Modality
 from detect.image.patch import PatchDetector
@@ -50,7 +50,7 @@ def backbone_weights(name: str = "efficientnet-lite0") -> Path:
 
 @lru_cache(maxsize=4)
 def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)  # once per process: the file is 19 MB
 
 
 class Encoder:

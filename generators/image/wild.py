@@ -83,11 +83,12 @@ def make_view(photo: np.ndarray, rng: np.random.Generator, img: dict[str, Any]
     size = int(rng.choice([int(s) for s in img["sizes"]]))
     kernel = str(rng.choice(img["kernels"]))
     h, w = photo.shape[:2]
-    if min(h, w) < size:  # a small photo: upscaled so its short side is the view
-        f = size / min(h, w)
-        photo = _resize(photo, max(size, round(w * f)), max(size, round(h * f)), kernel)
+    up = None
+    if min(h, w) < size:  # a small photo: upscaled once so its short side is the view
+        up = size / min(h, w)
+        photo = _resize(photo, max(size, round(w * up)), max(size, round(h * up)), kernel)
         h, w = photo.shape[:2]
-        scale = f
+        scale = 1.0
     elif rng.random() < float(img["native_prob"]):
         scale = 1.0
     else:  # downscaled: a region up to min(h, w) wide, reduced to the view
@@ -100,8 +101,8 @@ def make_view(photo: np.ndarray, rng: np.random.Generator, img: dict[str, Any]
     if side != size:
         view = _resize(np.ascontiguousarray(view), size, size, kernel)
     return np.ascontiguousarray(view), {"box": [x, y, side, side], "size": size,
-                                        "scale": round(scale, 4),
-                                        "kernel": kernel if side != size else None}
+                                        "scale": round(up if up else scale, 4),
+                                        "kernel": kernel if (side != size or up) else None}
 
 
 def process(pixels: np.ndarray, quality: int | None) -> np.ndarray:
