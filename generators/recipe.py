@@ -47,8 +47,10 @@ def kind(name: Any, where: str = "recipe") -> ModuleType:
     try:
         return importlib.import_module(KINDS[str(name)])
     except KeyError:
-        raise ConfigError(f"{where}: kind (or modality) must be one of "
-                          f"{', '.join(repr(str(k)) for k in KINDS)}, got {name!r}") from None
+        modal = [str(k) for k in KINDS if str(k) in {m.value for m in Modality}]
+        other = [str(k) for k in KINDS if str(k) not in modal]
+        raise ConfigError(f"{where}: modality must be one of {', '.join(modal)} (or kind one "
+                          f"of {', '.join(other)}), got {name!r}") from None
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
