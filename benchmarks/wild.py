@@ -89,7 +89,8 @@ def _manifest(path: Path) -> list[tuple[str, int, str]]:
     return out
 
 
-def _rate(k: int, n: int) -> dict[str, Any]:
+def rate(k: int, n: int) -> dict[str, Any]:
+    """k of n as a rate with its exact (Clopper-Pearson) 95% interval."""
     return {"value": round(k / n, 4) if n else None, "k": k, "n": n,
             "ci95": clopper_pearson(k, n) if n else None}
 
@@ -140,8 +141,8 @@ def evaluate(records: list[dict[str, Any]], n_boot: int = 1000) -> dict[str, Any
         fakes = [r for r in rs if r["label"] == 1 and r.get("verdict") != "error"]
         real = [r for r in rs if r["label"] == 0 and r.get("verdict") != "error"]
         out = _curve_metrics(labels, scores, n_boot)
-        out["tpr_at_shipped"] = _rate(sum(map(flagged, fakes)), len(fakes))
-        out["fpr_at_shipped"] = _rate(sum(map(flagged, real)), len(real))
+        out["tpr_at_shipped"] = rate(sum(map(flagged, fakes)), len(fakes))
+        out["fpr_at_shipped"] = rate(sum(map(flagged, real)), len(real))
         return out
 
     result: dict[str, Any] = {"groups": {}, "members": members}
@@ -177,7 +178,7 @@ def markdown(res: dict[str, Any], source: str) -> str:
     def fmt(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}"
 
-    def rate(r: dict[str, Any]) -> str:
+    def show(r: dict[str, Any]) -> str:
         if not r["n"]:
             return "–"
         lo, hi = r["ci95"]
@@ -192,21 +193,21 @@ def markdown(res: dict[str, Any], source: str) -> str:
              "|---|---|---|---|---|---|"]
     st = a["stack"]
     lines.append(f"| all | {a['n_real'] + a['n_fake']} | {fmt(st['auroc'])} "
-                 f"{_ci(st.get('auroc_ci95'))} | {fmt(st['ap'])} | {rate(st['tpr_at_shipped'])} "
-                 f"| {rate(st['fpr_at_shipped'])} |")
+                 f"{_ci(st.get('auroc_ci95'))} | {fmt(st['ap'])} | {show(st['tpr_at_shipped'])} "
+                 f"| {show(st['fpr_at_shipped'])} |")
     for g, e in res["groups"].items():
         if e["label"] == "fake":
             s = e["stack"]
             lines.append(f"| {g} | {e['n']} | {fmt(s['auroc'])} {_ci(s.get('auroc_ci95'))} | "
-                         f"{fmt(s['ap'])} | {rate(s['tpr_at_shipped'])} | |")
+                         f"{fmt(s['ap'])} | {show(s['tpr_at_shipped'])} | |")
         else:
-            lines.append(f"| {g} | {e['n']} | | | | {rate(e['fpr_at_shipped'])} |")
+            lines.append(f"| {g} | {e['n']} | | | | {show(e['fpr_at_shipped'])} |")
     if res["members"]:
         lines += ["", "## Members (all files)", "", "| member | AUROC | AP | TPR at its threshold "
                   "| FPR at its threshold |", "|---|---|---|---|---|"]
         for m, b in a["members"].items():
             lines.append(f"| {m} | {fmt(b['auroc'])} | {fmt(b['ap'])} | "
-                         f"{rate(b['tpr_at_shipped'])} | {rate(b['fpr_at_shipped'])} |")
+                         f"{show(b['tpr_at_shipped'])} | {show(b['fpr_at_shipped'])} |")
     return "\n".join(lines) + "\n"
 
 

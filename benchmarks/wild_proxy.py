@@ -28,8 +28,9 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.metrics import auroc, clopper_pearson, roc
+from benchmarks.metrics import auroc, roc
 from benchmarks.results import write_results
+from benchmarks.wild import rate as _rate
 
 SIZES = (256, 512)
 CONDITIONS = ("clean", "jpeg75", "resize0.5")
@@ -80,11 +81,6 @@ def proxy_set(corpus: Any, views: int) -> tuple[list[dict[str, Any]], dict[str, 
                     out += [{**base, "label": 1, "decoder": d, "pixels": condition(f, cond)}
                             for d, f in fakes.items()]
     return out, held
-
-
-def _rate(k: int, n: int) -> dict[str, Any]:
-    return {"value": round(k / n, 4) if n else None, "k": k, "n": n,
-            "ci95": clopper_pearson(k, n) if n else None}
 
 
 def evaluate(items: list[dict[str, Any]], scores: np.ndarray, threshold: float,

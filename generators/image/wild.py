@@ -146,11 +146,13 @@ def trained_autoencoder(entry: dict[str, Any], gdir: Path, train_photos: list[An
         gen.fit(pool, workdir=gdir, progress=progress)
         gen.save(gdir / "model")
     if not (gdir / "quality.json").exists():
-        probe = [c for c in _crops(check_photos, 64, 128, seed + 7)]
+        probe = list(_crops(check_photos, 64, 128, seed + 7))
+        recon = [gen.reconstruct(c) for c in probe]
         untrained = gen.untrained()
         rep = {"generator": gen.name, "decoder": gen.decoder,
                "checkpoint_sha256": gen.checkpoint_sha256_,
-               "psnr": round(float(np.mean([_psnr(c, gen.reconstruct(c)) for c in probe])), 2),
+               "psnr": round(float(np.mean([_psnr(c, r) for c, r in zip(probe, recon,
+                                                                              strict=True)])), 2),
                "psnr_untrained": round(float(np.mean([_psnr(c, untrained.reconstruct(c))
                                                       for c in probe])), 2),
                "n": len(probe)}
@@ -159,7 +161,7 @@ def trained_autoencoder(entry: dict[str, Any], gdir: Path, train_photos: list[An
         from PIL import Image
 
         pair = np.concatenate([np.concatenate(probe[:4], 1),
-                               np.concatenate([gen.reconstruct(c) for c in probe[:4]], 1)], 0)
+                               np.concatenate(recon[:4], 1)], 0)
         Image.fromarray(pair).save(gdir / "samples.png")
     return gen
 
