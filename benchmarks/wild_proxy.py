@@ -105,6 +105,38 @@ def evaluate(items: list[dict[str, Any]], scores: np.ndarray, threshold: float,
     return rows
 
 
+def _source(photo: str) -> str:
+    return "face cut-outs (nba-headshots)" if photo.startswith("nba-headshots:") \
+        else "camera photos"
+
+
+def fpr_by_source(items: list[dict[str, Any]], scores: np.ndarray, threshold: float
+                  ) -> list[dict[str, Any]]:
+    """Realised FPR per size, condition and kind of real photo (the small face cut-outs are
+    upscaled to the view; the camera photos are cut at native resolution)."""
+    rows = []
+    for size in SIZES:
+        for cond in CONDITIONS:
+            for src in sorted({_source(it["photo"]) for it in items}):
+                idx = [i for i, it in enumerate(items) if it["label"] == 0
+                       and it["size"] == size and it["condition"] == cond
+                       and _source(it["photo"]) == src]
+                rows.append({"size": size, "condition": cond, "source": src,
+                             "fpr_at_threshold": _rate(int((scores[idx] > threshold).sum()),
+                                                       len(idx))})
+    return rows
+
+
+def source_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["Realised FPR by kind of real photo:", "",
+             "| size | condition | reals | realised FPR |", "|---|---|---|---|"]
+    for r in rows:
+        f = r["fpr_at_threshold"]
+        lines.append(f"| {r['size']} | {r['condition']} | {r['source']} | "
+                     f"{f['value']:.3f} ({f['k']}/{f['n']}) |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(name: str, rows: list[dict[str, Any]], n_photos: int, threshold: float) -> str:
     def rate(r: dict[str, Any]) -> str:
         return f"{r['value']:.3f} ({r['k']}/{r['n']})"
@@ -152,20 +184,31 @@ def main(argv: list[str] | None = None) -> int:
                             "n_photos": n_photos, "n_items": len(items), "models": {}}
     md = ["# The wild proxy: held-out photos through held-out decoders", ""]
     fig_rows = None
+    from detect.image.fusion import weights_sha256
+
+    done: dict[str, np.ndarray] = {}  # weights sha256 -> scores: a fusion re-uses its members'
     for mdir in a.model:
         det = load_detector(mdir)
         from tqdm.auto import tqdm
 
         t0 = time.time()
-        chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
-        scores = np.concatenate([det.score([it["pixels"] for it in c])
-                                 for c in tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
+        members = det.members() if callable(getattr(det, "combine", None)) else []
+        keys = [weights_sha256(Path(m.model_dir_)) for m in members]
+        if members and all(k in done for k in keys):
+            scores = det.combine(np.stack([done[k] for k in keys], axis=1))
+        else:
+            chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+            scores = np.concatenate([det.score([it["pixels"] for it in c]) for c in
+                                     tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
+        done[weights_sha256(Path(mdir))] = scores
         secs = time.time() - t0
         thr = float(det.threshold_)
         rows = evaluate(items, scores, thr, held)
         data["models"][det.name] = {"folder": str(mdir), "threshold": thr, "rows": rows,
+                                    "fpr_by_source": fpr_by_source(items, scores, thr),
                                     "seconds_per_item": round(secs / len(items), 4)}
         md.append(markdown(det.name, rows, n_photos, thr))
+        md.append(source_markdown(data["models"][det.name]["fpr_by_source"]))
         if fig_rows is None:
             fig_rows = (det.name, scores)
     import matplotlib

@@ -26,6 +26,12 @@ os.environ.pop("RAY_ADDRESS", None)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "datasets" / "recipes" / "tiny-test.toml"
+WILD_TINY_RECIPE = REPO / "datasets" / "recipes" / "wild-tiny-test.toml"
+# the wild line (benchmarks/wild_release.py) at test sizes: 64 px tiles, one epoch of tuning
+WILD_TINY_SET = ["effnet-probe.patch=64", "effnet-probe.max_tiles=2", "effnet-tune.patch=64",
+                 "effnet-tune.max_tiles=2", "effnet-tune.epochs=1", "effnet-tune.batch_size=8",
+                 "effnet-probe.target_fpr=0.05", "effnet-tune.target_fpr=0.05",
+                 "fusion-wild.target_fpr=0.05"]
 
 
 # The fast tier (`pytest -m "not slow"`, a few minutes on 2 cores) leaves out tests marked

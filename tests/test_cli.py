@@ -186,20 +186,28 @@ def test_generate_train_bench_from_the_command_line(tmp_path):
 def test_quickstart_trains_a_fusion_of_its_own_models_and_ships_it_by_name(tmp_path):
     """A fusion listed first still trains last, over this run's members; shipping it refers
     to the members by name (no second copy of their weights in the package)."""
-    from conftest import TINY_RECIPE
+    from conftest import TINY_RECIPE, WILD_TINY_RECIPE, WILD_TINY_SET
 
     from detect.app.release import release
 
     out = tmp_path / "qs"
     unmask("quickstart", "--recipe", TINY_RECIPE, "--out", out, "--target-fpr", "0.05",
            "--detectors", "fusion-test", "spectrum-test", "npr-test", "--attack",
-           "jpeg:quality=75", check_code=0)
+           "jpeg:quality=75", "--wild-recipe", WILD_TINY_RECIPE,
+           *sum((["--wild-set", s] for s in WILD_TINY_SET), []), check_code=0)
+    # the wild line trained too (on the wild recipe given), and its fusion decides the scan
+    for n in ("fusion-wild", "effnet-probe", "effnet-tune"):
+        assert (out / "wild-models" / n / "config.json").is_file()
+    assert (out / "wild-bench" / "leaderboard.json").is_file()
     cfg = json.loads((out / "models" / "fusion-test" / "config.json").read_text())
     assert cfg["params"]["members"] == [str(out / "models" / n)
                                         for n in ("spectrum-test", "npr-test")]
     assert cfg["state"]["members"] == ["members/0", "members/1"]
     scan = [json.loads(line) for line in (out / "scan.jsonl").read_text().splitlines()]
     assert all("fusion-test" in r["detectors"] for r in scan if r["error"] is None)
+    assert all(r["decided_by"] == "fusion-wild" for r in scan if r["error"] is None
+               and r["modality"] == "image" and r["detectors"]["fusion-wild"].get("decides",
+                                                                                True))
     shipped = tmp_path / "models"
     for n in ("spectrum-test", "npr-test"):
         shutil.copytree(out / "models" / n, shipped / n)

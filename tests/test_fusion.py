@@ -31,6 +31,17 @@ def test_max_p_is_the_strongest_member_evidence(trained_models, tiny_corpus, tmp
     np.testing.assert_allclose(again.score(items), got, rtol=1e-9)
     tile_scores, pos = again.score_tiles(items[0])
     assert len(tile_scores) == len(pos) and np.all(np.isfinite(tile_scores))
+    # max-p fits nothing: the whole calib split calibrates it, as it did each member
+    assert again.calibration_for().n_real == load_detector(members[0]).calibration_for().n_real
+    # inspect says what each member said: its score and its p-value (the fused score is
+    # -log10 of the smallest), whether or not the members are loaded on their own
+    from detect.app.inspect import inspect_item
+
+    for dets in ([again], [load_detector(members[0]), load_detector(members[1]), again]):
+        rep = inspect_item(items[0], dets)["detectors"]["fusion-test"]
+        ps = [e["p_value"] for e in rep["members"].values()]
+        assert sorted(rep["members"]) == ["npr-test", "spectrum-test"]
+        assert rep["score"] == pytest.approx(-np.log10(min(ps)), abs=1e-3)  # p rounded to 1e-6
 
 
 def test_unknown_fusion_method_is_refused():

@@ -98,7 +98,7 @@ def test_wild_recipe_errors_name_the_problem(tmp_path):
     json.dumps(load_recipe(RECIPE))  # the good one loads (and is JSON-able for the header)
 
 
-@pytest.mark.slow  # ~35 s: the encoder over every proxy view
+@pytest.mark.slow  # ~60 s: the encoder over every proxy view, fine-tuning it once
 def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_path):
     """effnet-probe-test fitted on the tiny wild corpus, then benchmarks/wild_proxy.py on the
     corpus' held-out photos: one row per size, condition and decoder, rates with intervals."""
@@ -108,10 +108,21 @@ def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_
     det = detectors.create("effnet-probe-test").fit(wild)
     assert det.head_.n_features == 2208  # 8 stages' means + 4 low-level stages' spreads
     model = det.save(tmp_path / "probe")
+    tuned = detectors.create("effnet-tune-test").fit(wild).save(tmp_path / "tune")
+    fused = detectors.create("fusion-test", members=[str(model), str(tuned)], method="max-p") \
+        .fit(wild).save(tmp_path / "fused")
     out = tmp_path / "proxy"
-    assert wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",
+    assert wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--model",
+                            str(tuned), "--model", str(fused), "--views", "1",
                             "--out", str(out), "--threads", "1"]) == 0
     res = json.loads((out / "results.json").read_text())
+    assert set(res["models"]) == {"effnet-probe-test", "effnet-tune-test", "fusion-test"}
+    # the fusion (combined from its members' scores, which were computed already) is judged
+    # at its own threshold, and its realised FPR is also given per kind of real photo
+    assert res["models"]["fusion-test"]["threshold"] == \
+        pytest.approx(json.loads((fused / "config.json").read_text())["calibration"]["threshold"])
+    assert {r["source"] for r in res["models"]["fusion-test"]["fpr_by_source"]} == \
+        {"camera photos"}
     rows = res["models"]["effnet-probe-test"]["rows"]
     assert len(rows) == 2 * 3 * 2  # sizes x conditions x decoders
     assert {r["held_out"] for r in rows} == {True, False}

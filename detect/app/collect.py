@@ -152,6 +152,11 @@ def _full_detectors(item: Any, detectors: list[Any], usable: list[Any],
         if item.modality == "image" and det.tags.modality == "image":
             tile_scores, pos = _all_tiles(det, item)
             res["tiles"] = tile_grid(tile_scores, pos, det.patch)
+            if callable(getattr(det, "explain", None)):  # a fusion: what each member said
+                got = [results.get(m.name, {}).get("score") for m in det.members()]
+                got = [float(m.score([item])[0]) if v is None else v  # not loaded on its own
+                       for m, v in zip(det.members(), got, strict=True)]
+                res["members"] = det.explain(np.array(got, dtype=float))
         elif hasattr(det, "sentence_scores"):
             res["sentences"] = det.sentence_scores(item)
         out[key] = res

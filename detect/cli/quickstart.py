@@ -1,5 +1,12 @@
-"""``unmask quickstart``: the whole chain from nothing (corpus, detectors, bench, a scan), and
-``--update-defaults`` / ``--publish-results`` for a checkout."""
+"""``unmask quickstart``: the whole chain from nothing (corpus, detectors, bench, the wild line,
+a scan), and ``--update-defaults`` / ``--publish-results`` for a checkout.
+
+Two lines of image detectors train. The 32-pixel one (CNN, spectrum, NPR and their fusion, on
+the quickstart recipe's tiny generators) ships by name. The wild line (``effnet-probe``,
+``effnet-tune`` and their ``fusion-wild``, on a ``wild`` recipe: camera photos against their
+reconstructions by autoencoders trained here) is the image default; the quickstart trains it
+on the small ``wild-quick`` recipe, and ``benchmarks/wild_release.py --release`` ships the one
+trained on the full ``wild`` recipe."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from detect.core.resources import checkout_root, recipe_path
 
 # from a checkout: datasets/recipes/; from a wheel: the copy inside the package (detect/datasets)
 DEFAULT_RECIPE = recipe_path("quickstart")
+WILD_RECIPE = recipe_path("wild-quick")
 
 
 # the shipped models, primary first: the fusion of the three detectors after it; recon-vae
@@ -56,7 +64,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
             timing[key] = round(time.time() - t0, 1)
 
     corpus_done = (out / "corpus" / "corpus.json").exists()
-    _log(f"[1/4] building corpus from {a.recipe} -> {out / 'corpus'}")
+    _log(f"[1/5] building corpus from {a.recipe} -> {out / 'corpus'}")
     corpus = build(a.recipe, out / "corpus", progress=not a.quiet)
     stage("corpus_s", t_start, corpus_done)
     _log(f"      {len(corpus)} items, hash {corpus.content_hash[:16]}, {corpus.counts()}")
@@ -71,9 +79,9 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     for i, name in enumerate(sorted(a.detectors, key=is_fusion)):
         mdir = out / "models" / name
         if (mdir / "config.json").exists() and not a.retrain:
-            _log(f"[2/4] {name}: already trained at {mdir}")
+            _log(f"[2/5] {name}: already trained at {mdir}")
             continue
-        _log(f"[2/4] training {name} ({i + 1}/{len(a.detectors)})")
+        _log(f"[2/5] training {name} ({i + 1}/{len(a.detectors)})")
         trained_any = True
         t0 = time.time()
         kwargs: dict[str, Any] = {"target_fpr": a.target_fpr}
@@ -85,7 +93,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
         _log(f"      {name}: threshold {det.threshold_:.4g} at FPR {a.target_fpr:g}, "
              f"{time.time() - t0:.0f} s")
     stage("train_s", t_train, not trained_any)
-    _log("[3/4] benchmarking on the held-out test split")
+    _log("[3/5] benchmarking on the held-out test split")
     t_bench = time.time()
     attacks = a.attack if a.attack is not None else \
         ["jpeg:quality=90", "jpeg:quality=75", "blur:sigma=1.0"]
@@ -93,7 +101,12 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
                 attack_specs=attacks)
     stage("bench_s", t_bench, False)
     print(markdown(board))
-    _log("[4/4] scanning a sample folder (test items, a full-size photo, broken files)")
+    wild_dirs: list[Path] = []
+    if a.wild_recipe != "none":
+        t_wild = time.time()
+        wild_dirs = _wild_line(a, out)
+        stage("wild_s", t_wild, False)
+    _log("[5/5] scanning a sample folder (test items, a full-size photo, broken files)")
     t_scan = time.time()
     sample = out / "sample-folder"
     if sample.exists():
@@ -112,7 +125,7 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     (sample / "empty.png").write_bytes(b"")
     (sample / "truncated.jpg").write_bytes((sample / "coffee-photo.jpg").read_bytes()[:3000])
     (sample / "notes.txt").write_bytes(b"caf\xe9 au lait: Latin-1, not UTF-8\n")
-    dets = load_detectors([], model_dirs)
+    dets = load_detectors([], [*wild_dirs, *model_dirs])  # the wild line decides
     findings = list(scan([str(sample)], dets, ScanOptions(progress=False)))
     with open(out / "scan.jsonl", "w", encoding="utf-8") as fh:
         for f in findings:
@@ -148,6 +161,23 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     return 0
 
 
+def _wild_line(a: argparse.Namespace, out: Path) -> list[Path]:
+    """[4/5] The wild line: its corpus, its three models, their bench (the primary first)."""
+    from benchmarks.runner import markdown, run
+    from benchmarks.wild_release import LINE, _overrides, train_line
+    from generators.recipe import build
+
+    wdir = out / "wild-corpus"
+    _log(f"[4/5] the wild line: corpus from {a.wild_recipe} -> {wdir}")
+    corpus = build(a.wild_recipe, wdir, progress=not a.quiet)
+    _log(f"      {len(corpus)} items, hash {corpus.content_hash[:16]}, {corpus.counts()}")
+    dirs = train_line(wdir, out / "wild-models", _overrides(a.wild_set), a.target_fpr,
+                      log=lambda m: _log(f"      {m}"))
+    board = run(wdir, [dirs[n] for n in LINE], out / "wild-bench", progress=not a.quiet)
+    print(markdown(board))
+    return [dirs[n] for n in LINE]
+
+
 def _publish(out: Path, started: float | None = None) -> None:
     """Copy the run's evidence (leaderboard, ROC, GAN grid and quality, timing) into the repo."""
     root = checkout_root()
@@ -175,8 +205,10 @@ def _publish(out: Path, started: float | None = None) -> None:
 
 
 def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corpus: Any) -> None:
-    """Ship the trained models (a fusion by its members' names) as the image defaults, with a
-    held-out sample of the test split beside the tests (detect.app.release, checkout only)."""
+    """Ship the trained 32-pixel models (a fusion by its members' names), named in
+    ``defaults.json`` as ``image_legacy`` (shipped, run when named; the image defaults are the
+    wild line's, benchmarks/wild_release.py), with a held-out sample of the test split beside
+    the tests (detect.app.release, checkout only)."""
     from detect.app.release import Holdout, release
     from detect.core.resources import data_label
 
@@ -186,7 +218,7 @@ def _update_defaults(model_dirs: list[Path], names: list[str], recipe: str, corp
         picked += sorted((r for r in test.records if r.label == lab), key=lambda r: r.id)[:24]
     # the image part of the defaults; the face and text lists (other benchmarks) are kept
     release({m.name: m for m in model_dirs},
-            defaults={"image": [n for n in names if n not in NAMED_ONLY],
+            defaults={"image_legacy": [n for n in names if n not in NAMED_ONLY],
                       "recipe": data_label(recipe), "corpus_hash": corpus.content_hash},
             holdout=Holdout("shipped-holdout", corpus, picked))
 
@@ -201,9 +233,14 @@ def register(sub: Any) -> None:
     s.add_argument("--target-fpr", type=float, default=0.01)
     s.add_argument("--attack", action="append", default=None,
                    help="bench conditions besides clean (default: jpeg q90, jpeg q75, blur 1.0)")
+    s.add_argument("--wild-recipe", default=str(WILD_RECIPE),
+                   help="the wild line's recipe (kind wild), or 'none' to skip the wild line")
+    s.add_argument("--wild-set", action="append", default=[], metavar="NAME.key=value",
+                   help="a wild-line detector parameter, e.g. effnet-tune.epochs=1")
     s.add_argument("--retrain", action="store_true", help="retrain models already in --out")
     s.add_argument("--update-defaults", action="store_true",
-                   help="copy the trained models into the package as the shipped defaults")
+                   help="ship the trained 32-pixel models into the package (named; the image "
+                   "defaults come from benchmarks/wild_release.py --release)")
     s.add_argument("--publish-results", action="store_true",
                    help="copy leaderboard, ROC, DCGAN grid and timing to benchmarks/results/")
     s.set_defaults(func=cmd_quickstart)

@@ -178,6 +178,15 @@ detectors.register("effnet-probe", _PROBE, "linear probe on frozen multi-layer I
                    patch=192)
 detectors.register("effnet-probe-test", _PROBE, "tiny EfficientNet-Lite0 probe for tests",
                    patch=64, max_tiles=2, crops_per_image=2, target_fpr=0.05)
+_TUNE = "detect.image.finetune:FineTunedEncoder"
+detectors.register("effnet-tune", _TUNE, "ImageNet EfficientNet-Lite0 fine-tuned on native-"
+                   "resolution 192 px tiles (stem and first two stages frozen), head on every "
+                   "stage", patch=192)
+detectors.register("fusion-wild", "detect.image.fusion:FusionDetector",
+                   "the image default: max-p fusion of the encoder probe and the fine-tuned "
+                   "encoder", members=["effnet-probe", "effnet-tune"], method="max-p")
+detectors.register("effnet-tune-test", _TUNE, "tiny fine-tuned EfficientNet-Lite0 for tests",
+                   patch=64, max_tiles=2, epochs=1, batch_size=8, target_fpr=0.05)
 _ZS = "detect.text.zeroshot:ZeroShotDetector"
 for _stat, _doc in (("likelihood", "mean token log-probability under an LM"),
                     ("logrank", "minus the mean log rank of each token under an LM"),

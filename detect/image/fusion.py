@@ -12,7 +12,7 @@ the real items of that member's own calibration split, and the fused score is th
 evidence, ``-log10(min p)``. A logistic regression learns which member best separates the
 generator families it was shown, and can mute the one member that would have caught a new
 family; the max-p rule lets any member raise the alarm (its threshold is still calibrated on
-the fusion's calib half, so the stated FPR holds).
+the fusion's calib split, all of it since nothing is fitted, so the stated FPR holds).
 """
 
 from __future__ import annotations
@@ -116,6 +116,23 @@ class FusionDetector(Detector):
             logp.append(np.log10((1.0 + above) / (1.0 + real.size)))
         return -np.min(np.stack(logp, axis=1), axis=1)
 
+    def explain(self, member_scores: np.ndarray) -> dict[str, dict[str, float]]:
+        """What each member contributed to one item's fused score: its score and, for max-p,
+        its p-value against its own calibration reals; for logreg, weight x score."""
+        feats = np.asarray(member_scores, dtype=np.float64).reshape(-1)
+        out: dict[str, dict[str, float]] = {}
+        w = self.head_.coef if self.method == "logreg" else None
+        for j, m in enumerate(self.members()):
+            e = {"score": round(float(feats[j]), 4)}
+            if self.method == "max-p":
+                real = _real_tail(m)
+                above = real.size - np.searchsorted(real, feats[j], side="left")
+                e["p_value"] = round(float((1.0 + above) / (1.0 + real.size)), 6)
+            elif w is not None:
+                e["contribution"] = round(float(w[j] * feats[j]), 4)
+            out[m.name] = e
+        return out
+
     # -- training ------------------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> FusionDetector:
         self.members(corpus)
@@ -134,6 +151,11 @@ class FusionDetector(Detector):
             self.head_.fit(feats[half], labels[half])
         else:  # no weights to learn; one per member keeps the saved layout uniform
             self.head_.set_weights(np.ones(feats.shape[1]), 0.0)
+            # nothing was fitted, so the whole calib split calibrates (twice the reals, so a
+            # lower FPR is supported). A calib real's p-values are ranks among the very reals
+            # they are computed against, as a new real's are: exchangeable, so the threshold
+            # holds for new reals as for the calib ones
+            half[:] = False
         self.calibrate(self.combine(feats[~half]), labels[~half])
         self._record_training(corpus, n_fit=int(half.sum()), n_calibrate=int((~half).sum()))
         return self

@@ -7,9 +7,10 @@ Every real photograph (split by photograph: train / calib / test never share one
 larger downscaled by r (``downscale``, with a kernel drawn from ``kernels``); photos smaller
 than S are first upscaled. Its fake twin is the same view through one of the recipe's
 autoencoders (``generators.image.autoencoder``), cycling through them view by view. Then both
-go through the same processing, drawn once per view: JPEG at a quality in ``jpeg_quality``
-with probability ``jpeg_prob``, else none. Format, size, content and processing carry no
-label; only the decoder's traces do.
+go through the same processing, drawn once per view: with probability ``resize_prob`` a
+resize by a factor in ``resize`` (with a kernel from ``kernels``; never below ``min_side``
+pixels), then JPEG at a quality in ``jpeg_quality`` with probability ``jpeg_prob``. Format,
+size, content and processing carry no label; only the decoder's traces do.
 
 ``holdout = true`` on a ``[[synthetic]]`` entry keeps that decoder out of train and calib: its
 fakes exist only in the test split, paired with test photos (the honest proxy for a generator
@@ -36,7 +37,8 @@ KERNELS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "h
 DEFAULTS: dict[str, Any] = {"sizes": [192, 224, 256], "views": 8, "downscale": [0.25, 1.0],
                             "native_prob": 0.3, "kernels": ["bilinear", "bicubic", "lanczos",
                                                             "box"],
-                            "jpeg_prob": 0.6, "jpeg_quality": [60, 100]}
+                            "jpeg_prob": 0.6, "jpeg_quality": [60, 100],
+                            "resize_prob": 0.0, "resize": [0.5, 0.9], "min_side": 96}
 
 
 def check(recipe: dict[str, Any], where: str) -> None:
@@ -48,6 +50,8 @@ def check(recipe: dict[str, Any], where: str) -> None:
     bad = set(img["kernels"]) - set(KERNELS)
     if bad:
         raise ConfigError(f"{where}: [image] unknown kernels {sorted(bad)} ({', '.join(KERNELS)})")
+    if not 0 < float(img["resize"][0]) <= float(img["resize"][1]) <= 1:
+        raise ConfigError(f"{where}: [image] resize must be [low, high] within (0, 1]")
     lo, hi = (int(q) for q in img["jpeg_quality"])
     if not 1 <= lo <= hi <= 100:
         raise ConfigError(f"{where}: [image] jpeg_quality must be [low, high] within 1..100")
@@ -105,13 +109,33 @@ def make_view(photo: np.ndarray, rng: np.random.Generator, img: dict[str, Any]
                                         "kernel": kernel if (side != size or up) else None}
 
 
-def process(pixels: np.ndarray, quality: int | None) -> np.ndarray:
-    """The processing a view gets (the same for its real and fake): JPEG at ``quality``."""
-    if quality is None:
-        return pixels
-    from detect.attacks import jpeg
+def draw_processing(rng: np.random.Generator, img: dict[str, Any], size: int
+                    ) -> list[dict[str, Any]]:
+    """The processing steps of one view (drawn once; its real and fake both get them)."""
+    steps: list[dict[str, Any]] = []
+    if float(img["resize_prob"]) > 0 and rng.random() < float(img["resize_prob"]):
+        lo = max(float(img["resize"][0]), int(img["min_side"]) / size)
+        hi = float(img["resize"][1])
+        if lo < hi:
+            side = int(round(size * rng.uniform(lo, hi)))
+            steps.append({"resize": side, "kernel": str(rng.choice(img["kernels"]))})
+    if rng.random() < float(img["jpeg_prob"]):
+        lo_q, hi_q = int(img["jpeg_quality"][0]), int(img["jpeg_quality"][1])
+        steps.append({"jpeg": int(rng.integers(lo_q, hi_q + 1))})
+    return steps
 
-    return jpeg(pixels, quality)
+
+def process(pixels: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
+    """Apply ``draw_processing``'s steps (the same for a view's real and fake)."""
+    for st in steps:
+        if "resize" in st:
+            pixels = _resize(np.ascontiguousarray(pixels), st["resize"], st["resize"],
+                             st["kernel"])
+        elif st.get("jpeg"):
+            from detect.attacks import jpeg
+
+            pixels = jpeg(pixels, int(st["jpeg"]))
+    return pixels
 
 
 def _crops(photo_list: list[Any], n: int, size: int, seed: int) -> np.ndarray:
@@ -217,16 +241,14 @@ def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
                 continue
             rng = _rng(seed, photo.name, v)
             view, how = make_view(photo.pixels, rng, img)
-            q = int(rng.integers(int(img["jpeg_quality"][0]), int(img["jpeg_quality"][1]) + 1)) \
-                if rng.random() < float(img["jpeg_prob"]) else None
-            steps = [{"view": how}, {"jpeg": q}] if q else [{"view": how}]
+            post = draw_processing(rng, img, view.shape[0])
             si = pool[(pi + v) % len(pool)]
-            real = Sample(process(view, q), "image", 0,
+            real = Sample(process(view, post), "image", 0,
                           Provenance(kind="real", source=photo.name, seed=seed, index=v,
-                                     params=how, transforms=steps[1:]), group=photo.name)
+                                     params=how, transforms=post), group=photo.name)
             fake = gens[si].sample([v], seed, images={v: view})[0]
-            fake.content = process(fake.content, q)
-            fake.provenance.transforms = steps
+            fake.content = process(fake.content, post)
+            fake.provenance.transforms = [{"view": how}, *post]
             fake.provenance.source = photo.name
             fake.group = photo.name
             if not writer.has(f"real:{key}"):
