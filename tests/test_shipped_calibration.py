@@ -52,11 +52,15 @@ def dets():
 
 
 def test_image_rules_hold_or_abstain(dets):
-    paths, labels = holdout("shipped-holdout")
+    paths, labels = holdout("shipped-holdout-wild")
     items = [load(p) for p in paths]
     for name in _defaults()["image"]:
         det = dets[name]
         check_rule(name, det.calibration_for(), det.score(items)[labels == 0])
+    paths, labels = holdout("shipped-holdout")  # the 32-pixel line, shipped by name
+    items = [load(p) for p in paths]
+    for det in load_detectors(_defaults()["image_legacy"]):
+        check_rule(det.name, det.calibration_for(), det.score(items)[labels == 0])
 
 
 def test_text_rules_hold_or_abstain(dets):
