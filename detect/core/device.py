@@ -54,7 +54,9 @@ def torch_device(device: Any, where: str) -> Any:
 
 def module_tensors(module: Any, prefix: str = "model.") -> dict[str, Any]:
     """A torch module's state as numpy arrays under ``prefix`` (what a detector saves)."""
-    return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    # contiguous: a module kept channels-last for inference saves the same row-major arrays
+    return {f"{prefix}{k}": v.detach().cpu().contiguous().numpy()
+            for k, v in module.state_dict().items()}
 
 
 def load_module(module: Any, tensors: dict[str, Any], device: Any, what: str,

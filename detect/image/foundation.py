@@ -32,6 +32,7 @@ from detect.image.patch import PatchDetector
 BACKBONES = ("efficientnet-lite0",)
 #: stages whose per-channel spread (std) is kept beside the mean: the low-level ones
 _SPREAD_STAGES = 4  # stem + the first three block stages
+SHARED_BLOCKS = 3  # stem + the first two block stages: what effnet-tune keeps frozen
 
 
 def backbone_weights(name: str = "efficientnet-lite0") -> Path:
@@ -53,6 +54,27 @@ def _sha256(path: str) -> str:
     return file_sha256(path)  # once per process: the file is 19 MB
 
 
+def fold_batchnorm(net: Any) -> Any:
+    """An eval-mode EfficientNet(-Lite) with every BatchNorm2d folded into the convolution it
+    follows, in place, kept channels-last: the same function up to float rounding (feature
+    maps within ~1e-4), for inference only. Measured on 8 tiles of 192 px, 2 threads: the two
+    together take 0.09-0.10 s against 0.13-0.19 s unfolded and row-major (noisy VM timings)."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for b in net._blocks:
+        if b._block_args.expand_ratio != 1:
+            pairs.append((b, "_expand_conv", "_bn0"))
+        pairs += [(b, "_depthwise_conv", "_bn1"), (b, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        if isinstance(getattr(owner, bn), torch.nn.BatchNorm2d):
+            setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv).eval(),
+                                                   getattr(owner, bn).eval()))
+            setattr(owner, bn, torch.nn.Identity())
+    return net.eval().to(memory_format=torch.channels_last)
+
+
 class Encoder:
     """The frozen backbone: uint8 (N, H, W, 3) tiles -> (N, D) float features."""
 
@@ -71,20 +93,55 @@ class Encoder:
         # a state dict of tensors only: weights_only refuses anything else in the file
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
-        self.net = net.eval().to(self.device)
+        self.net = fold_batchnorm(net.eval().to(self.device))  # frozen: inference only
         for p in self.net.parameters():
             p.requires_grad_(False)
         repeats = [b.num_repeat for b in net._blocks_args]
-        self.stage_ends = list(np.cumsum(repeats) - 1)  # index of each stage's last block
+        self.stage_ends = [int(e) for e in np.cumsum(repeats) - 1]  # each stage's last block
+        self._memo: dict[Any, tuple[list[Any], Any]] = {}
 
-    def stage_maps(self, x: Any) -> list[Any]:
-        """The feature maps of the stem, each block stage and the head, for a float batch."""
+    @staticmethod
+    def to_input(tiles: np.ndarray, device: Any) -> Any:
+        """uint8 (N, H, W, 3) tiles as the Lite models' float input, channels-last."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
+        x = (x.permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def prefix(self, tiles: np.ndarray, n_blocks: int = SHARED_BLOCKS) -> tuple[list[Any], Any]:
+        """(the stem's and each completed stage's feature maps, the last activation) after the
+        stem and the first ``n_blocks`` blocks, for a uint8 batch of tiles. Memoised for the
+        last two batches (keyed by the tiles' bytes): the fine-tuned encoder, whose first
+        blocks are these frozen pretrained ones, re-uses what the probe computed on the same
+        tiles (in a scan, both score the same tiles of every image)."""
+        import hashlib
+
+        key = (hashlib.blake2b(np.ascontiguousarray(tiles).data, digest_size=16).digest(),
+               tiles.shape, n_blocks)
+        if key in self._memo:
+            return self._memo[key]
         net = self.net
-        h = net._swish(net._bn0(net._conv_stem(x)))
+        h = net._swish(net._bn0(net._conv_stem(self.to_input(tiles, self.device))))
         maps = [h]
         ends = set(self.stage_ends)
-        for i, block in enumerate(net._blocks):
+        for i, block in enumerate(net._blocks[:n_blocks]):
             h = block(h)
+            if i in ends:
+                maps.append(h)
+        self._memo[key] = (maps, h)
+        while len(self._memo) > 2:
+            self._memo.pop(next(iter(self._memo)))
+        return maps, h
+
+    def stage_maps(self, tiles: np.ndarray) -> list[Any]:
+        """The feature maps of the stem, each block stage and the head, for uint8 tiles."""
+        net = self.net
+        maps, h = self.prefix(tiles)
+        maps = list(maps)
+        ends = set(self.stage_ends)
+        for i in range(SHARED_BLOCKS, len(net._blocks)):
+            h = net._blocks[i](h)
             if i in ends:
                 maps.append(h)
         maps.append(net._swish(net._bn1(net._conv_head(h))))
@@ -96,10 +153,8 @@ class Encoder:
         out = []
         with torch.inference_mode():
             for i in range(0, len(tiles), batch):
-                x = torch.from_numpy(np.ascontiguousarray(tiles[i:i + batch])).to(self.device)
-                x = (x.permute(0, 3, 1, 2).float() - 127.0) / 128.0  # the Lite models' input
                 parts = []
-                for k, m in enumerate(self.stage_maps(x)):
+                for k, m in enumerate(self.stage_maps(tiles[i:i + batch])):
                     parts.append(m.mean(dim=(2, 3)))
                     if k < _SPREAD_STAGES:
                         parts.append(m.std(dim=(2, 3)))
@@ -108,6 +163,12 @@ class Encoder:
 
 
 _ENCODERS: dict[tuple[str, str], Encoder] = {}
+
+
+def forget_shared() -> None:
+    """Empty every loaded encoder's memo of shared first blocks (for timing benchmarks)."""
+    for enc in _ENCODERS.values():
+        enc._memo.clear()
 
 
 def encoder(name: str, device: str) -> Encoder:
