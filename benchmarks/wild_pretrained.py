@@ -36,7 +36,7 @@ if __package__ in (None, ""):
 from benchmarks.metrics import auroc, roc
 from benchmarks.results import write_results
 from benchmarks.wild import rate as _rate
-from benchmarks.wild_proxy import CONDITIONS, condition
+from benchmarks.wild_proxy import CONDITIONS, condition, score_all
 
 ROOT = Path(__file__).resolve().parent.parent
 SR_SIZES = (256, 512)
@@ -146,32 +146,6 @@ def markdown(name: str, rows: list[dict[str, Any]], threshold: float) -> str:
         lines.append(f"| {r['set']} | {r['size']} | {r['condition']} | {r['auroc']:.3f} | "
                      f"{rate(r['tpr_at_threshold'])} | {rate(r['fpr_at_threshold'])} |")
     return "\n".join(lines) + "\n"
-
-
-def score_all(refs: list[str], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """{name: (detector, scores, seconds per item)}; a fusion re-uses its members' scores."""
-    from tqdm.auto import tqdm
-
-    from detect.core.models import load_model
-    from detect.image.fusion import weights_sha256
-
-    done: dict[str, np.ndarray] = {}
-    out = {}
-    for ref in refs:
-        det = load_model(ref)
-        t0 = time.time()
-        members = det.members() if callable(getattr(det, "combine", None)) else []
-        keys = [weights_sha256(Path(m.model_dir_)) for m in members]
-        if members and all(k in done for k in keys):
-            scores = det.combine(np.stack([done[k] for k in keys], axis=1))
-        else:
-            chunks = [items[i:i + 32] for i in range(0, len(items), 32)]
-            scores = np.concatenate([det.score([it["pixels"] for it in c]) for c in
-                                     tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
-        if getattr(det, "model_dir_", None):
-            done[weights_sha256(Path(det.model_dir_))] = scores
-        out[det.name] = (det, scores, (time.time() - t0) / len(items))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,6 +160,32 @@ def markdown(name: str, rows: list[dict[str, Any]], n_photos: int, threshold: fl
     return "\n".join(lines) + "\n"
 
 
+def score_all(refs: list[str], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """{name: (detector, scores, seconds per item)}; a fusion re-uses its members' scores."""
+    from tqdm.auto import tqdm
+
+    from detect.core.models import load_model
+    from detect.image.fusion import weights_sha256
+
+    done: dict[str, np.ndarray] = {}
+    out = {}
+    for ref in refs:
+        det = load_model(ref)
+        t0 = time.time()
+        members = det.members() if callable(getattr(det, "combine", None)) else []
+        keys = [weights_sha256(Path(m.model_dir_)) for m in members]
+        if members and all(k in done for k in keys):
+            scores = det.combine(np.stack([done[k] for k in keys], axis=1))
+        else:
+            chunks = [items[i:i + 32] for i in range(0, len(items), 32)]
+            scores = np.concatenate([det.score([it["pixels"] for it in c]) for c in
+                                     tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
+        if getattr(det, "model_dir_", None):
+            done[weights_sha256(Path(det.model_dir_))] = scores
+        out[det.name] = (det, scores, (time.time() - t0) / len(items))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True, help="a wild corpus folder")
@@ -173,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-    from detect.core.detector import load_detector
     from detect.io.corpus import Corpus
 
     corpus = Corpus.open(a.corpus)
@@ -184,29 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                             "n_photos": n_photos, "n_items": len(items), "models": {}}
     md = ["# The wild proxy: held-out photos through held-out decoders", ""]
     fig_rows = None
-    from detect.image.fusion import weights_sha256
-
-    done: dict[str, np.ndarray] = {}  # weights sha256 -> scores: a fusion re-uses its members'
-    for mdir in a.model:
-        det = load_detector(mdir)
-        from tqdm.auto import tqdm
-
-        t0 = time.time()
-        members = det.members() if callable(getattr(det, "combine", None)) else []
-        keys = [weights_sha256(Path(m.model_dir_)) for m in members]
-        if members and all(k in done for k in keys):
-            scores = det.combine(np.stack([done[k] for k in keys], axis=1))
-        else:
-            chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
-            scores = np.concatenate([det.score([it["pixels"] for it in c]) for c in
-                                     tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
-        done[weights_sha256(Path(mdir))] = scores
-        secs = time.time() - t0
+    for det, scores, spi in score_all(a.model, items).values():
         thr = float(det.threshold_)
         rows = evaluate(items, scores, thr, held)
-        data["models"][det.name] = {"folder": str(mdir), "threshold": thr, "rows": rows,
+        data["models"][det.name] = {"folder": str(det.model_dir_), "threshold": thr,
+                                    "rows": rows,
                                     "fpr_by_source": fpr_by_source(items, scores, thr),
-                                    "seconds_per_item": round(secs / len(items), 4)}
+                                    "seconds_per_item": round(spi, 4)}
         md.append(markdown(det.name, rows, n_photos, thr))
         md.append(source_markdown(data["models"][det.name]["fpr_by_source"]))
         if fig_rows is None:

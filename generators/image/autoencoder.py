@@ -30,7 +30,7 @@ from detect.core.errors import ConfigError, ModelError
 from detect.core.types import Sample
 from generators.base import check_device
 
-from .base import TorchImageGenerator, to_uint8
+from .base import TorchImageGenerator, reconstructions, to_uint8
 
 DECODERS = ("kl", "transpose", "nearest", "bilinear", "pixelshuffle")
 FACTOR = 8  # three 2x stages: Stable Diffusion's latent grid
@@ -169,13 +169,4 @@ class Autoencoder(TorchImageGenerator):
                ) -> list[Sample]:
         """Reconstructions of ``images[i]`` for each index (a list, or a mapping index ->
         image); deterministic, no noise at inference; ``seed`` is recorded in the provenance."""
-        if images is None:
-            raise ConfigError(f"{self.name} reconstructs images: pass images=[...]")
-        out = []
-        for i in indices:
-            try:
-                img = images[i]
-            except (IndexError, KeyError):
-                raise ConfigError(f"{self.name}: no image given for index {i}") from None
-            out.append(Sample(self.reconstruct(img), "image", 1, self.provenance(i, seed)))
-        return out
+        return reconstructions(self, indices, seed, images)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,21 @@ def sample_in_blocks(gen: ImageGenerator, indices: Sequence[int], seed: int,
         blocks.setdefault(i // batch, []).append(i)
     for _, want in sorted(blocks.items()):
         yield from zip(want, gen.sample(want, seed, total=total), strict=True)
+
+
+def reconstructions(gen: Any, indices: Sequence[int], seed: int,
+                    images: Sequence[np.ndarray] | Mapping[int, np.ndarray] | None
+                    ) -> list[Sample]:
+    """``gen.reconstruct(images[i])`` for each index (a list, or a mapping index -> image), as
+    synthetic samples: what a generator that makes its fakes from real images returns from
+    ``sample``; ``seed`` is recorded in the provenance."""
+    if images is None:
+        raise ConfigError(f"{gen.name} reconstructs images: pass images=[...]")
+    out = []
+    for i in indices:
+        try:
+            img = images[i]
+        except (IndexError, KeyError):
+            raise ConfigError(f"{gen.name}: no image given for index {i}") from None
+        out.append(Sample(gen.reconstruct(img), "image", 1, gen.provenance(i, seed)))
+    return out

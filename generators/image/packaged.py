@@ -24,7 +24,7 @@ from detect.core.errors import ConfigError, ModelError
 from detect.core.types import Sample
 from generators.base import check_device, torch_device
 
-from .base import ImageGenerator, file_sha256, noise_for, read_config, to_uint8
+from .base import ImageGenerator, file_sha256, noise_for, read_config, reconstructions, to_uint8
 
 
 def package_file(dist: str, module: str, relative: str, version: str) -> Path:
@@ -283,16 +283,7 @@ class RealESRGAN(PackagedGenerator):
                ) -> list[Sample]:
         """Reconstructions of ``images[i]`` for each index (a list, or a mapping index ->
         image); deterministic; ``seed`` is only recorded in the provenance."""
-        if images is None:
-            raise ConfigError(f"{self.name} reconstructs images: pass images=[...]")
-        out = []
-        for i in indices:
-            try:
-                img = images[i]
-            except (IndexError, KeyError):
-                raise ConfigError(f"{self.name}: no image given for index {i}") from None
-            out.append(Sample(self.reconstruct(img), "image", 1, self.provenance(i, seed)))
-        return out
+        return reconstructions(self, indices, seed, images)
 
 
 class DCGANFaces(PackagedGenerator):
