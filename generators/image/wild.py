@@ -12,6 +12,11 @@ resize by a factor in ``resize`` (with a kernel from ``kernels``; never below ``
 pixels), then JPEG at a quality in ``jpeg_quality`` with probability ``jpeg_prob``. Format,
 size, content and processing carry no label; only the decoder's traces do.
 
+A ``[[synthetic]]`` entry may also name a pretrained generator that reconstructs images and
+learns nothing here (``realesrgan-x4``: a photo downscaled by 4 and super-resolved back by a GAN);
+``sizes = [...]`` limits an entry to views of those sides (the others cycle through the rest),
+so a slow generator makes fewer, smaller fakes.
+
 ``holdout = true`` on a ``[[synthetic]]`` entry keeps that decoder out of train and calib: its
 fakes exist only in the test split, paired with test photos (the honest proxy for a generator
 nobody trained on). The autoencoders learn on random ``size``-pixel crops of the train photos
@@ -66,6 +71,9 @@ def check(recipe: dict[str, Any], where: str) -> None:
         if not getattr(cls, "needs_images", False):
             raise ConfigError(f"{where}: generator {s['generator']!r} does not reconstruct "
                               "images; a wild recipe pairs each photo with its reconstruction")
+        if "sizes" in s and not set(map(int, s["sizes"])) & set(map(int, img["sizes"])):
+            raise ConfigError(f"{where}: generator {s['generator']!r}: sizes {s['sizes']} "
+                              f"share no side with [image] sizes {img['sizes']}")
     if all(s.get("holdout") for s in entries):
         raise ConfigError(f"{where}: every decoder is held out; training would see no fakes")
 
@@ -156,6 +164,11 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def decoder_name(gen: Any) -> str:
+    """What a corpus calls a generator's fakes: an autoencoder's decoder, else its name."""
+    return str(getattr(gen, "decoder", gen.name))
+
+
 def trained_autoencoder(entry: dict[str, Any], gdir: Path, train_photos: list[Any],
                         check_photos: list[Any], seed: int, progress: bool) -> Any:
     """The entry's autoencoder, trained in ``gdir`` (resuming) on train-photo crops, with its
@@ -164,23 +177,29 @@ def trained_autoencoder(entry: dict[str, Any], gdir: Path, train_photos: list[An
 
     if (gdir / "model" / "config.json").exists():
         gen = load_generator(gdir / "model")
+    elif not generators.get_class(entry["generator"]).trainable:  # pretrained: nothing to fit
+        gen = generators.create(entry["generator"], **entry.get("params", {}))
+        gen.save(gdir / "model")
     else:
         gen = generators.create(entry["generator"], **{"seed": seed, **entry.get("params", {})})
         pool = _crops(train_photos, int(entry.get("train_crops", 4000)), gen.size, seed)
         gen.fit(pool, workdir=gdir, progress=progress)
         gen.save(gdir / "model")
     if not (gdir / "quality.json").exists():
-        probe = list(_crops(check_photos, 64, 128, seed + 7))
+        probe = list(_crops(check_photos, 16 if not gen.trainable else 64, 128, seed + 7))
         recon = [gen.reconstruct(c) for c in probe]
-        untrained = gen.untrained()
-        rep = {"generator": gen.name, "decoder": gen.decoder,
+        rep = {"generator": gen.name, "decoder": decoder_name(gen),
                "checkpoint_sha256": gen.checkpoint_sha256_,
                "psnr": round(float(np.mean([_psnr(c, r) for c, r in zip(probe, recon,
                                                                               strict=True)])), 2),
-               "psnr_untrained": round(float(np.mean([_psnr(c, untrained.reconstruct(c))
-                                                      for c in probe])), 2),
                "n": len(probe)}
-        rep["learned"] = rep["psnr"] > rep["psnr_untrained"] + 3.0
+        if gen.trainable:
+            untrained = gen.untrained()
+            rep["psnr_untrained"] = round(float(np.mean([_psnr(c, untrained.reconstruct(c))
+                                                         for c in probe])), 2)
+            rep["learned"] = rep["psnr"] > rep["psnr_untrained"] + 3.0
+        else:
+            rep["pretrained"] = True
         (gdir / "quality.json").write_text(json.dumps(rep, indent=2) + "\n")
         from PIL import Image
 
@@ -224,7 +243,7 @@ def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
                                   progress)
         gens.append(gen)
         extra["generators"][f"{si}-{e['generator']}"] = {
-            "name": e["generator"], "family": gen.family, "decoder": gen.decoder,
+            "name": e["generator"], "family": gen.family, "decoder": decoder_name(gen),
             "checkpoint_sha256": gen.checkpoint_sha256_, "params": gen.get_params(),
             "held_out": bool(e.get("holdout")),
             "quality": json.loads((gdir / "quality.json").read_text())}
@@ -242,7 +261,9 @@ def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
             rng = _rng(seed, photo.name, v)
             view, how = make_view(photo.pixels, rng, img)
             post = draw_processing(rng, img, view.shape[0])
-            si = pool[(pi + v) % len(pool)]
+            fits = [i for i in pool if int(view.shape[0]) in
+                    {int(z) for z in entries[i].get("sizes", img["sizes"])}] or pool
+            si = fits[(pi + v) % len(fits)]
             real = Sample(process(view, post), "image", 0,
                           Provenance(kind="real", source=photo.name, seed=seed, index=v,
                                      params=how, transforms=post), group=photo.name)
