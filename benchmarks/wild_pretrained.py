@@ -22,7 +22,6 @@ intervals. Models default to the shipped image defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.metrics import auroc, roc
-from benchmarks.results import write_results
 from benchmarks.wild import rate as _rate
-from benchmarks.wild_proxy import CONDITIONS, condition, score_all
+from benchmarks.wild_proxy import CONDITIONS, condition, publish, roc_axis, score_all
 
 ROOT = Path(__file__).resolve().parent.parent
 SR_SIZES = (256, 512)
@@ -203,16 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                    and it["condition"] == cond]
             fpr, tpr, _ = roc(np.array([items[i]["label"] for i in idx]), scores[idx])
             ax.plot(fpr, tpr, style, label=cond)
-        ax.set_title(f"{name}: {key[0]} {key[1]} px", fontsize=9)
-        ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_xlabel("FPR")
-        ax.set_ylabel("TPR")
+        roc_axis(ax, f"{name}: {key[0]} {key[1]} px", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    write_results(a.out, data, "\n".join(md), fig, started=started)
-    print("\n".join(md))
-    print(json.dumps({k: v["seconds_per_item"] for k, v in data["models"].items()}),
-          file=sys.stderr)
+    publish(a.out, data, md, fig, started)
     return 0
 
 

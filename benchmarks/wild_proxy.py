@@ -160,6 +160,23 @@ def markdown(name: str, rows: list[dict[str, Any]], n_photos: int, threshold: fl
     return "\n".join(lines) + "\n"
 
 
+def roc_axis(ax: Any, title: str, fontsize: float | None = None) -> None:
+    """Title and axes of an ROC panel (FPR on a log scale above 1%)."""
+    ax.set_title(title, fontsize=fontsize)
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("FPR")
+    ax.set_ylabel("TPR")
+
+
+def publish(out: str, data: dict[str, Any], md: list[str], fig: Any, started: float) -> None:
+    """Write the results folder, print the tables, and each model's seconds per item."""
+    fig.tight_layout()
+    write_results(out, data, "\n".join(md), fig, started=started)
+    print("\n".join(md))
+    print(json.dumps({k: v["seconds_per_item"] for k, v in data["models"].items()}),
+          file=sys.stderr)
+
+
 def score_all(refs: list[str], items: list[dict[str, Any]]) -> dict[str, Any]:
     """{name: (detector, scores, seconds per item)}; a fusion re-uses its members' scores."""
     from tqdm.auto import tqdm
@@ -235,16 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 labels = np.array([items[i]["label"] for i in idx])
                 fpr, tpr, _ = roc(labels, scores[idx])
                 ax.plot(fpr, tpr, style, label=f"{dec}{'*' if held[dec] else ''} {cond}")
-        ax.set_title(f"{name}, {size} px (* held out)")
-        ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_xlabel("FPR")
-        ax.set_ylabel("TPR")
+        roc_axis(ax, f"{name}, {size} px (* held out)")
     axes[1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    write_results(a.out, data, "\n".join(md), fig, started=started)
-    print("\n".join(md))
-    print(json.dumps({k: v["seconds_per_item"] for k, v in data["models"].items()}),
-          file=sys.stderr)
+    publish(a.out, data, md, fig, started)
     return 0
 
 
