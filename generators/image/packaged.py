@@ -229,6 +229,8 @@ class SuperResolver(PackagedGenerator):
     per_sample = True
     scale = 2
     kernel: str
+    tile: int
+    tile_pad: int
 
     def _check_kernel(self, kernel: str) -> str:
         if kernel not in SR_KERNELS:
@@ -240,6 +242,23 @@ class SuperResolver(PackagedGenerator):
 
     def _upscale(self, x: Any) -> Any:
         raise NotImplementedError
+
+    def _tiled(self, x: Any, run: Any) -> Any:
+        """``run`` (x``scale``) over a (1, 3, h, w) tensor whole, or in tiles of ``self.tile``
+        input pixels each seeing ``self.tile_pad`` pixels of its neighbours (memory bounded)."""
+        _, _, h, w = x.shape
+        t, p, s = self.tile, self.tile_pad, self.scale
+        if h <= t and w <= t:
+            return run(x)
+        out = x.new_zeros(1, 3, h * s, w * s)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                py, px = max(y0 - p, 0), max(x0 - p, 0)
+                o = run(x[:, :, py:min(y1 + p, h), px:min(x1 + p, w)])
+                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = \
+                    o[:, :, (y0 - py) * s:(y1 - py) * s, (x0 - px) * s:(x1 - px) * s]
+        return out
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
         """``image`` (HxWx3 uint8) downscaled by ``scale`` with ``kernel`` and super-resolved
@@ -297,19 +316,7 @@ class RealESRGAN(SuperResolver):
         ``tile_pad`` pixels of its neighbours (Real-ESRGAN's own tiling), so memory is bounded.
         Tiles leave faint seams (the network sees far): the default 128 covers a 512 px view
         (128 px in) whole."""
-        _, _, h, w = x.shape
-        t, p, s = self.tile, self.tile_pad, self.scale
-        if h <= t and w <= t:
-            return self.net_(x)
-        out = x.new_zeros(1, 3, h * s, w * s)
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                py, px = max(y0 - p, 0), max(x0 - p, 0)
-                o = self.net_(x[:, :, py:min(y1 + p, h), px:min(x1 + p, w)])
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = \
-                    o[:, :, (y0 - py) * s:(y1 - py) * s, (x0 - px) * s:(x1 - px) * s]
-        return out
+        return self._tiled(x, self.net_)
 
 
 class Waifu2xPhoto(SuperResolver):
