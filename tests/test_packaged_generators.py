@@ -150,13 +150,14 @@ def test_the_pretrained_benchmark_scores_the_shipped_line_on_both_generators(mon
     # two photos at one size keep it fast; the faces set at two faces
     monkeypatch.setattr(wild_pretrained, "SR_SIZES", (128,))
     cams = [p for p in test if not p.name.startswith("nba-headshots:")][:2]
-    items = (wild_pretrained.sr_items(cams, seed, 1)
+    items = (wild_pretrained.sr_items(cams, seed, 1, ("realesrgan-x4", "waifu2x-photo"))
              + wild_pretrained.face_items(test, seed, 2))
     assert sum(it["label"] for it in items) * 2 == len(items)
     scored = wild_pretrained.score_all(["effnet-probe"], items)
     det, scores, _ = scored["effnet-probe"]
     rows = wild_pretrained.evaluate(items, scores, float(det.threshold_))
     assert {(r["set"], r["size"]) for r in rows} == {("realesrgan-x4", 128),
+                                                     ("waifu2x-photo", 128),
                                                      ("dcgan-digiface", 256)}
     assert all(r["tpr_at_threshold"]["n"] == 2 and 0 <= r["auroc"] <= 1 for r in rows)
     md = wild_pretrained.markdown("effnet-probe", rows, float(det.threshold_))

@@ -125,6 +125,15 @@ def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_
         {"camera photos"}
     rows = res["models"]["effnet-probe-test"]["rows"]
     assert len(rows) == 2 * 3 * 2  # sizes x conditions x decoders
+    # --decoder keeps only the named decoders' fakes; an unknown one is an error
+    assert wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",
+                            "--decoder", "pixelshuffle", "--out", str(tmp_path / "one"),
+                            "--threads", "1"]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert {r["decoder"] for r in one["models"]["effnet-probe-test"]["rows"]} == {"pixelshuffle"}
+    with pytest.raises(SystemExit, match="no decoder"):
+        wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",
+                         "--decoder", "no-such", "--out", str(tmp_path / "none")])
     assert {r["held_out"] for r in rows} == {True, False}
     assert all(0.0 <= r["auroc"] <= 1.0 and r["fpr_at_threshold"]["n"] > 0 for r in rows)
     assert res["run"]["argv"] and (out / "results.png").is_file()
