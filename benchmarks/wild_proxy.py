@@ -182,7 +182,8 @@ def publish(out: str, data: dict[str, Any], md: list[str], fig: Any, started: fl
 
 
 def score_all(refs: list[str], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """{name: (detector, scores, seconds per item)}; a fusion re-uses its members' scores."""
+    """{name: (detector, scores, seconds per item)}, a name taken twice given as ``name (ref)``;
+    a fusion re-uses its members' scores."""
     from tqdm.auto import tqdm
 
     from detect.core.models import load_model
@@ -203,7 +204,10 @@ def score_all(refs: list[str], items: list[dict[str, Any]]) -> dict[str, Any]:
                                      tqdm(chunks, desc=f"score {det.name}", file=sys.stderr)])
         if getattr(det, "model_dir_", None):
             done[weights_sha256(Path(det.model_dir_))] = scores
-        out[det.name] = (det, scores, (time.time() - t0) / len(items))
+        key = det.name  # two models of one name (two trained lines): the second by its folder
+        if key in out:
+            key = f"{det.name} ({ref})"
+        out[key] = (det, scores, (time.time() - t0) / len(items))
     return out
 
 
@@ -236,17 +240,17 @@ def main(argv: list[str] | None = None) -> int:
                             "n_photos": n_photos, "n_items": len(items), "models": {}}
     md = ["# The wild proxy: held-out photos through held-out decoders", ""]
     fig_rows = None
-    for det, scores, spi in score_all(a.model, items).values():
+    for name, (det, scores, spi) in score_all(a.model, items).items():
         thr = float(det.threshold_)
         rows = evaluate(items, scores, thr, held)
-        data["models"][det.name] = {"folder": str(det.model_dir_), "threshold": thr,
-                                    "rows": rows,
-                                    "fpr_by_source": fpr_by_source(items, scores, thr),
-                                    "seconds_per_item": round(spi, 4)}
-        md.append(markdown(det.name, rows, n_photos, thr))
-        md.append(source_markdown(data["models"][det.name]["fpr_by_source"]))
+        data["models"][name] = {"folder": str(det.model_dir_), "threshold": thr,
+                                "rows": rows,
+                                "fpr_by_source": fpr_by_source(items, scores, thr),
+                                "seconds_per_item": round(spi, 4)}
+        md.append(markdown(name, rows, n_photos, thr))
+        md.append(source_markdown(data["models"][name]["fpr_by_source"]))
         if fig_rows is None:
-            fig_rows = (det.name, scores)
+            fig_rows = (name, scores)
     import matplotlib
 
     matplotlib.use("Agg")
