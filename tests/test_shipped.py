@@ -197,3 +197,27 @@ def test_held_out_samples_share_one_schema():
         assert set(meta["labels"].values()) == {0, 1}, d
         for name in meta["frame_labels"]:
             assert meta["modalities"][name] == "video", (d, name)
+
+
+def test_a_picture_smaller_than_a_tile_gets_no_verdict_from_the_image_line(tmp_path):
+    """The image defaults judge 192 px tiles; a smaller picture would be reflect-padded into one,
+    a picture their calibration never saw: each says ``uncertain``, steps aside and says why, while
+    a picture of a tile or more gets the calibrated verdict."""
+    from PIL import Image
+    from skimage import data
+
+    from detect.io.media import load
+
+    photo = data.astronaut()
+    Image.fromarray(np.ascontiguousarray(photo[:128, :160])).save(tmp_path / "small.png")
+    Image.fromarray(np.ascontiguousarray(photo[:256, :256])).save(tmp_path / "big.png")
+    small, big = load(tmp_path / "small.png"), load(tmp_path / "big.png")
+    image_dets = [d for d in load_detectors() if d.tags.modality == "image"]
+    assert image_dets
+    for det in image_dets:
+        s_small, s_big = det.score([small, big])
+        res = det.decide(small, float(s_small))
+        assert res.verdict == "uncertain" and not res.decides, det.name
+        assert "160x128 is smaller than the 192 px tile" in res.reason
+        res_big = det.decide(big, float(s_big))
+        assert res_big.decides and "smaller than" not in (res_big.reason or ""), det.name

@@ -126,10 +126,12 @@ def test_the_probe_learns_on_the_wild_corpus_and_the_proxy_reports_it(wild, tmp_
     rows = res["models"]["effnet-probe-test"]["rows"]
     assert len(rows) == 2 * 3 * 2  # sizes x conditions x decoders
     # --decoder keeps only the named decoders' fakes; an unknown one is an error
+    # (and a model given twice, as two trained lines of one name are, is reported twice)
     assert wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",
                             "--decoder", "pixelshuffle", "--out", str(tmp_path / "one"),
-                            "--threads", "1"]) == 0
+                            "--model", str(model), "--threads", "1"]) == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert set(one["models"]) == {"effnet-probe-test", f"effnet-probe-test ({model})"}
     assert {r["decoder"] for r in one["models"]["effnet-probe-test"]["rows"]} == {"pixelshuffle"}
     with pytest.raises(SystemExit, match="no decoder"):
         wild_proxy.main(["--corpus", str(wild.root), "--model", str(model), "--views", "1",

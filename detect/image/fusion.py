@@ -73,6 +73,13 @@ class FusionDetector(Detector):
         """Images, and videos (by their frames, as its image members score them)."""
         return item.modality in (Modality.IMAGE, Modality.VIDEO)
 
+    def decide(self, item: Any, score: float, target_fpr: float | None = None) -> Any:
+        """As every detector's, but ``uncertain`` for a picture smaller than one tile."""
+        from detect.image.patch import smaller_than_tile
+
+        return smaller_than_tile(super().decide(item, score, target_fpr), item, self.patch,
+                                 self.name)
+
     @property
     def patch(self) -> int:  # tiles follow the first member
         return self.members()[0].patch
