@@ -64,3 +64,20 @@ def test_no_applicable_detector_is_the_same_error_in_both(inputs, capsys):
     cli_rep = json.loads(capsys.readouterr().out)
     assert rec["verdict"] == cli_rep["verdict"] == "error"
     assert rec["error"] == cli_rep["error"] == f.error
+
+
+def test_when_nobody_decides_the_first_detector_that_scored_speaks():
+    """A face detector that found no face and an image detector that scored a picture too small
+    for its tile both step aside: the record's uncertain verdict and reason are the one that
+    judged the picture; one that decides still wins; no result at all gives (None, None)."""
+    from detect.app.verdict import primary
+
+    no_face = {"score": None, "verdict": "uncertain", "decides": False,
+               "reason": "no face found"}
+    small = {"score": -2.0, "verdict": "uncertain", "decides": False,
+             "reason": "image 150x120 is smaller than the 192 px tile"}
+    sure = {"score": 3.0, "verdict": "synthetic"}
+    assert primary({"face": no_face, "img": small}) == ("img", small)
+    assert primary({"face": no_face, "img": small, "other": sure}) == ("other", sure)
+    assert primary({"face": no_face}) == ("face", no_face)
+    assert primary({}) == (None, None)

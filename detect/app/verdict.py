@@ -44,11 +44,14 @@ def primary(results: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, A
     """(name, result) of the detector whose verdict stands: the first that can decide. A face
     detector that found no face, or any detector whose calibration cannot support the target
     FPR, steps aside (``decides: False``) for the next; when nobody else can decide, the first
-    one's "uncertain" (and its reason) stands: never an error, never "real". (None, None)
-    when there is no result at all."""
+    one's "uncertain" (and its reason) stands, the first one that gave a score (a detector that
+    judged the input and could not hold the target, say for a picture smaller than its tile,
+    says more than a face detector that found no face): never an error, never "real".
+    (None, None) when there is no result at all."""
     items = list(results.items())
-    return next(((n, r) for n, r in items if r.get("decides", True)),
-                items[0] if items else (None, None))
+    fallback = next(((n, r) for n, r in items if r.get("score") is not None),
+                    items[0] if items else (None, None))
+    return next(((n, r) for n, r in items if r.get("decides", True)), fallback)
 
 
 def decide_by(f: Finding) -> None:
