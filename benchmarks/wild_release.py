@@ -1,7 +1,7 @@
 """The image defaults: train the wild line on a wild corpus, bench it, and (``--release``) ship
 it as the image defaults.
 
-    python benchmarks/wild_release.py [--recipe datasets/recipes/wild-mix.toml] [--corpus DIR]
+    python benchmarks/wild_release.py [--recipe datasets/recipes/wild-mix-hq.toml] [--corpus DIR]
                                       [--work DIR] [--release] [--set NAME.key=value ...]
 
 Builds the corpus from the recipe when ``--corpus`` holds none (resuming a partial build),
@@ -117,9 +117,10 @@ def release_line(dirs: dict[str, Path], corpus: Any, recipe: str,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", default=str(REPO / "datasets" / "recipes" / "wild-mix.toml"))
-    ap.add_argument("--corpus", default="runs/wild-mix", help="the wild corpus (built if missing)")
-    ap.add_argument("--work", default="runs/wild-mix-models", help="where the models train")
+    ap.add_argument("--recipe", default=str(REPO / "datasets" / "recipes" / "wild-mix-hq.toml"))
+    ap.add_argument("--corpus", default="runs/wild-mix-hq",
+                    help="the wild corpus (built if missing)")
+    ap.add_argument("--work", default="runs/wild-mix-hq-models", help="where the models train")
     ap.add_argument("--set", action="append", default=[], metavar="NAME.key=value",
                     help="a detector parameter, e.g. effnet-tune.epochs=2")
     ap.add_argument("--target-fpr", type=float, default=0.01)
